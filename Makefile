@@ -1,0 +1,46 @@
+# facesearch — `make demo` (the main job) and `make test` each set themselves up.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+FACES ?= $(firstword $(wildcard ../shared/faces))
+N ?= 20000
+
+.PHONY: setup test lint proto serve demo lock clean
+
+setup: $(VENV)/.installed
+
+# Re-install when the dependency set changes; weights are linked for DeepFace offline use.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -c constraints.txt -e '.[server,picture,dev]'
+	$(PY) -m fsserver.weights
+	touch $@
+
+test: setup lint
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+proto: setup
+	$(PY) scripts/gen_proto.py
+
+serve: setup
+	$(VENV)/bin/fsserver
+
+demo: setup
+	$(PY) scripts/demo.py --faces "$(FACES)" --pad $(N)
+
+# Refresh constraints.txt from a clean resolve of pyproject.toml.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet '.[server,picture,dev]'
+	( echo "# Exact versions of the whole dependency tree, used by \`make setup\` and CI (pip -c)."; \
+	  echo "# Regenerate: make lock"; \
+	  .lock-venv/bin/pip freeze --all | grep -v -e '^facesearch' -e '^pip==' ) > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

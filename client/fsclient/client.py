@@ -1,0 +1,241 @@
+"""FaceSearchClient: Python types in, Python types out.
+
+Thin by design: grpcio, protobuf and numpy only. Images are read from local files (or taken
+as bytes) and sent as bytes; the client never hands the server a path or a URL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from fsclient import convert
+from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
+from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsclient.types import (
+    AddItem,
+    AddResult,
+    Embedding,
+    Item,
+    QueryResult,
+    SaveResult,
+    Stats,
+)
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+# Photos straight off a phone run to 10+ MB; the server's default limit matches.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+ImageSource = str | os.PathLike[str] | bytes
+T = TypeVar("T")
+
+
+class FaceSearchError(Exception):
+    """A failed call: `code` is the grpc.StatusCode, `details` the server's message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError, target: str) -> FaceSearchError:
+        code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+        details = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
+        if code == grpc.StatusCode.UNAVAILABLE:
+            details = f"cannot reach the facesearch server at {target} ({details})"
+        return cls(code, details)
+
+
+def read_image(image: ImageSource) -> bytes:
+    """Bytes of an image given as bytes or a local file path."""
+    if isinstance(image, bytes):
+        return image
+    return Path(image).read_bytes()
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+class FaceSearchClient:
+    """A connection to one facesearch server.
+
+    >>> with FaceSearchClient("127.0.0.1:50051") as client:
+    ...     client.add_images(["alice.jpg"], labels=["alice"])
+    ...     client.query(image="unknown.jpg", k=3)
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.target = target or os.environ.get("FSCLIENT_SERVER") or DEFAULT_SERVER
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            self.target,
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+            ],
+        )
+        self._stub = pb_grpc.FaceSearchStub(self._channel)
+
+    def __enter__(self) -> FaceSearchClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the channel connects; FaceSearchError(UNAVAILABLE) after timeout."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise FaceSearchError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"cannot reach the facesearch server at {self.target} (waited {timeout:g}s)",
+            ) from None
+
+    def _call(self, method: Callable[..., T], request: object) -> T:
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise FaceSearchError.from_rpc_error(error, self.target) from None
+
+    # ---- the RPCs ------------------------------------------------------------------------
+
+    def embed(self, image: ImageSource) -> Embedding:
+        """Every face in the image with its embedding, largest first."""
+        response = self._call(self._stub.Embed, pb.EmbedRequest(image=read_image(image)))
+        return convert.embedding_from_pb(response)
+
+    def add(
+        self,
+        items: Iterable[AddItem],
+        *,
+        batch_size: int = 64,
+        vector_model: str = "",
+    ) -> Iterator[list[AddResult]]:
+        """Stream items to the server; yield each batch's outcomes as the server stores it.
+
+        Items are read lazily, so a generator of a million vectors never sits in memory at
+        once. Each yielded list lines up with the batch of `batch_size` items it answers.
+        """
+        requests = (
+            pb.AddRequest(
+                items=[convert.add_item_to_pb(i) for i in batch], vector_model=vector_model
+            )
+            for batch in batched(items, batch_size)
+        )
+        try:
+            for response in self._stub.Add(requests, timeout=self.timeout):
+                yield [convert.add_result_from_pb(r) for r in response.results]
+        except grpc.RpcError as error:
+            raise FaceSearchError.from_rpc_error(error, self.target) from None
+
+    def add_images(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        labels: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        metadata: Sequence[str] | None = None,
+        batch_size: int = 8,
+    ) -> list[AddResult]:
+        """Enroll the largest face of each image; one AddResult per image, in order."""
+        items = (
+            AddItem(
+                image=read_image(image),
+                label=labels[i] if labels is not None else "",
+                id=ids[i] if ids is not None else None,
+                metadata=metadata[i] if metadata is not None else "",
+            )
+            for i, image in enumerate(images)
+        )
+        return [r for batch in self.add(items, batch_size=batch_size) for r in batch]
+
+    def add_vectors(
+        self,
+        vectors: npt.ArrayLike,
+        *,
+        labels: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        metadata: Sequence[str] | None = None,
+        batch_size: int = 1000,
+        vector_model: str = "",
+    ) -> list[AddResult]:
+        """Enroll raw vectors (one per row); one AddResult per row, in order."""
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim == 1:
+            matrix = matrix[None, :]
+        items = (
+            AddItem(
+                vector=row,
+                label=labels[i] if labels is not None else "",
+                id=int(ids[i]) if ids is not None else None,
+                metadata=metadata[i] if metadata is not None else "",
+            )
+            for i, row in enumerate(matrix)
+        )
+        batches = self.add(items, batch_size=batch_size, vector_model=vector_model)
+        return [r for batch in batches for r in batch]
+
+    def query(
+        self,
+        *,
+        image: ImageSource | None = None,
+        vector: npt.ArrayLike | None = None,
+        id: int | None = None,
+        k: int = 5,
+        ef: int | None = None,
+        vector_model: str = "",
+    ) -> QueryResult:
+        """The k nearest neighbours of each face in `image`, of `vector`, or of item `id`."""
+        if sum(x is not None for x in (image, vector, id)) != 1:
+            raise ValueError("query takes exactly one of image=, vector= or id=")
+        request = pb.QueryRequest(k=k, vector_model=vector_model)
+        if image is not None:
+            request.image = read_image(image)
+        elif vector is not None:
+            request.vector.CopyFrom(convert.vector_to_pb(np.asarray(vector, dtype=np.float32)))
+        else:
+            request.id = int(id)  # type: ignore[arg-type]
+        if ef is not None:
+            request.ef = ef
+        return convert.query_result_from_pb(self._call(self._stub.Query, request))
+
+    def get(self, id: int) -> Item:
+        return convert.item_from_pb(self._call(self._stub.Get, pb.GetRequest(id=id)))
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Delete items; all or nothing. Returns how many were deleted."""
+        response = self._call(self._stub.Delete, pb.DeleteRequest(ids=list(ids)))
+        return int(response.deleted)
+
+    def save(self) -> SaveResult:
+        return convert.save_result_from_pb(self._call(self._stub.Save, pb.SaveRequest()))
+
+    def stats(self) -> Stats:
+        return convert.stats_from_pb(self._call(self._stub.Stats, pb.StatsRequest()))

@@ -1,0 +1,217 @@
+"""The one place where facesearch's Python types meet the protobuf messages.
+
+Both the client and the server convert through here, so a field added to the proto is
+mapped once. Vectors cross as packed `repeated float`; decoding goes through
+`np.array(..., dtype=float32)`, which reads the packed field in one pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
+from fsclient.types import (
+    AddItem,
+    AddResult,
+    Box,
+    Embedding,
+    Face,
+    FaceMatches,
+    FloatArray,
+    Item,
+    ItemError,
+    Neighbor,
+    QueryResult,
+    SaveResult,
+    Stats,
+)
+
+
+def vector_to_pb(vector: FloatArray | Iterable[float]) -> pb.Vector:
+    return pb.Vector(values=np.asarray(vector, dtype=np.float32).ravel().tolist())
+
+
+def vector_from_pb(message: pb.Vector) -> FloatArray:
+    return np.array(message.values, dtype=np.float32)
+
+
+def box_to_pb(box: Box | None) -> pb.Box | None:
+    if box is None:
+        return None
+    return pb.Box(x=box.x, y=box.y, width=box.width, height=box.height)
+
+
+def box_from_pb(message: pb.Box) -> Box:
+    return Box(x=message.x, y=message.y, width=message.width, height=message.height)
+
+
+def face_to_pb(face: Face) -> pb.Face:
+    return pb.Face(
+        box=box_to_pb(face.box),
+        confidence=face.confidence,
+        embedding=vector_to_pb(face.embedding),
+    )
+
+
+def face_from_pb(message: pb.Face) -> Face:
+    return Face(
+        box=box_from_pb(message.box) if message.HasField("box") else None,
+        confidence=message.confidence,
+        embedding=vector_from_pb(message.embedding),
+    )
+
+
+def embedding_to_pb(embedding: Embedding) -> pb.EmbedResponse:
+    return pb.EmbedResponse(
+        faces=[face_to_pb(f) for f in embedding.faces], model=embedding.model, dim=embedding.dim
+    )
+
+
+def embedding_from_pb(message: pb.EmbedResponse) -> Embedding:
+    return Embedding(
+        faces=[face_from_pb(f) for f in message.faces], model=message.model, dim=message.dim
+    )
+
+
+def add_item_to_pb(item: AddItem) -> pb.AddItem:
+    message = pb.AddItem(label=item.label, metadata=item.metadata)
+    if item.image is not None:
+        message.image = item.image
+    elif item.vector is not None:
+        message.vector.CopyFrom(vector_to_pb(item.vector))
+    if item.id is not None:
+        message.id = item.id
+    return message
+
+
+def add_item_from_pb(message: pb.AddItem) -> AddItem:
+    kind = message.WhichOneof("data")
+    return AddItem(
+        image=message.image if kind == "image" else None,
+        vector=vector_from_pb(message.vector) if kind == "vector" else None,
+        label=message.label,
+        id=message.id if message.HasField("id") else None,
+        metadata=message.metadata,
+    )
+
+
+def add_result_to_pb(result: AddResult) -> pb.AddResult:
+    message = pb.AddResult(faces_found=result.faces_found)
+    if result.error is not None:
+        message.error.CopyFrom(pb.ItemError(code=result.error.code, message=result.error.message))
+    elif result.id is not None:
+        message.id = result.id
+    if result.face is not None:
+        message.face.CopyFrom(face_to_pb(result.face))
+    return message
+
+
+def add_result_from_pb(message: pb.AddResult) -> AddResult:
+    outcome = message.WhichOneof("outcome")
+    return AddResult(
+        id=message.id if outcome == "id" else None,
+        error=ItemError(message.error.code, message.error.message) if outcome == "error" else None,
+        face=face_from_pb(message.face) if message.HasField("face") else None,
+        faces_found=message.faces_found,
+    )
+
+
+def neighbor_to_pb(n: Neighbor) -> pb.Neighbor:
+    return pb.Neighbor(
+        id=n.id, label=n.label, metadata=n.metadata, distance=n.distance, match=n.match
+    )
+
+
+def neighbor_from_pb(message: pb.Neighbor) -> Neighbor:
+    return Neighbor(
+        id=message.id,
+        label=message.label,
+        metadata=message.metadata,
+        distance=message.distance,
+        match=message.match,
+    )
+
+
+def query_result_to_pb(result: QueryResult) -> pb.QueryResponse:
+    return pb.QueryResponse(
+        results=[
+            pb.FaceMatches(
+                face=face_to_pb(r.face) if r.face is not None else None,
+                neighbors=[neighbor_to_pb(n) for n in r.neighbors],
+            )
+            for r in result.results
+        ],
+        search_seconds=result.search_seconds,
+        embed_seconds=result.embed_seconds,
+    )
+
+
+def query_result_from_pb(message: pb.QueryResponse) -> QueryResult:
+    return QueryResult(
+        results=[
+            FaceMatches(
+                face=face_from_pb(r.face) if r.HasField("face") else None,
+                neighbors=[neighbor_from_pb(n) for n in r.neighbors],
+            )
+            for r in message.results
+        ],
+        search_seconds=message.search_seconds,
+        embed_seconds=message.embed_seconds,
+    )
+
+
+def item_to_pb(item: Item) -> pb.Item:
+    return pb.Item(
+        id=item.id,
+        label=item.label,
+        metadata=item.metadata,
+        vector=vector_to_pb(item.vector),
+        thumbnail=item.thumbnail,
+    )
+
+
+def item_from_pb(message: pb.Item) -> Item:
+    return Item(
+        id=message.id,
+        label=message.label,
+        metadata=message.metadata,
+        vector=vector_from_pb(message.vector),
+        thumbnail=message.thumbnail,
+    )
+
+
+def save_result_to_pb(result: SaveResult) -> pb.SaveResponse:
+    return pb.SaveResponse(
+        snapshot=result.snapshot, count=result.count, bytes=result.bytes, seconds=result.seconds
+    )
+
+
+def save_result_from_pb(message: pb.SaveResponse) -> SaveResult:
+    return SaveResult(
+        snapshot=message.snapshot, count=message.count, bytes=message.bytes, seconds=message.seconds
+    )
+
+
+_STATS_FIELDS = [
+    "count",
+    "dim",
+    "space",
+    "storage",
+    "model",
+    "detector",
+    "ef",
+    "deleted",
+    "threshold",
+    "normalization",
+    "snapshot",
+]
+
+
+def stats_to_pb(stats: Stats) -> pb.StatsResponse:
+    return pb.StatsResponse(**{name: getattr(stats, name) for name in _STATS_FIELDS})
+
+
+def stats_from_pb(message: pb.StatsResponse) -> Stats:
+    return Stats(**{name: getattr(message, name) for name in _STATS_FIELDS})

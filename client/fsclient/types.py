@@ -1,0 +1,136 @@
+"""The Python types of facesearch, shared by the client and the server.
+
+Plain dataclasses and numpy arrays: nothing here knows about protobuf. `convert.py` is the
+one module that maps these to and from the wire messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face's box in pixels of the image as sent."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Face:
+    box: Box | None
+    confidence: float
+    embedding: FloatArray
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """What Embed returns: every face in an image, largest first."""
+
+    faces: list[Face]
+    model: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    id: int
+    label: str
+    metadata: str
+    distance: float
+    match: bool
+
+
+@dataclass(frozen=True)
+class FaceMatches:
+    """The neighbours of one query face (or of the one query vector)."""
+
+    face: Face | None
+    neighbors: list[Neighbor]
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    results: list[FaceMatches]
+    search_seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ItemError:
+    code: int  # a grpc.StatusCode value number, e.g. 3 for INVALID_ARGUMENT
+    message: str
+
+    @property
+    def code_name(self) -> str:
+        import grpc
+
+        for status in grpc.StatusCode:
+            if status.value[0] == self.code:
+                return str(status.name)
+        return str(self.code)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """The outcome of one enrolled item: its id, or its error."""
+
+    id: int | None
+    error: ItemError | None = None
+    face: Face | None = None
+    faces_found: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class AddItem:
+    """One item to enroll: exactly one of image (encoded bytes) or vector."""
+
+    image: bytes | None = None
+    vector: FloatArray | None = None
+    label: str = ""
+    id: int | None = None
+    metadata: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    label: str
+    metadata: str
+    vector: FloatArray
+    thumbnail: bytes = b""
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    snapshot: str
+    count: int
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Stats:
+    count: int
+    dim: int
+    space: str
+    storage: str
+    model: str
+    detector: str
+    ef: int
+    deleted: int = 0
+    threshold: float = 0.0
+    normalization: str = ""
+    snapshot: str = ""

@@ -1,0 +1,54 @@
+"""`fsserver`: run the facesearch server until SIGTERM/SIGINT, then save and exit 0."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from fsserver.config import parse_config
+
+    config = parse_config(argv)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        from fsserver.server import FaceSearchServer
+    except ImportError as error:
+        print(
+            f"fsserver: the server stack is not installed ({error.name}): "
+            "pip install 'facesearch[server]'",
+            file=sys.stderr,
+        )
+        return 1
+    from fsserver.errors import FaceSearchError
+
+    server = FaceSearchServer(config)
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("fsserver").info("%s: shutting down", signal.Signals(signum).name)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        server.start()
+    except FaceSearchError as error:
+        print(f"fsserver: {error}", file=sys.stderr)
+        return 1
+    # Printed on stdout for scripts (and `make demo`) that start the server on port 0.
+    print(f"fsserver: serving on {server.address}", flush=True)
+    stop_requested.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Flags and environment variables → one frozen Config.
+
+Every flag has an FSSERVER_* environment variable; a flag on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from fsserver.contract import SPACES, STORAGES
+
+DEFAULT_MODEL = "Dlib"
+# Measured on ../shared/faces (61 photos, 13 people, 2 cores; see README "Detector"):
+# dlib found every face with no false ones and 100% leave-one-out top-1 at 0.46 s/photo
+# (≤640 px); opencv was 0.21 s but found a false face and scored 98.4%; ssd missed 8 of 61.
+DEFAULT_DETECTOR = "dlib"
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str = "127.0.0.1:50051"
+    data_dir: Path = Path("data")
+    model: str = DEFAULT_MODEL
+    detector: str = DEFAULT_DETECTOR
+    # Set: vector-only mode, no face model is loaded; `model` then only names the vectors.
+    dim: int | None = None
+    space: str = "euclidean"
+    storage: str = "float32"
+    # HNSW: M and ef_construction fix the graph at build time; ef is the query default.
+    m: int = 12
+    ef_construction: int = 200
+    ef: int = 64
+    # Match threshold on the returned distance; None: DeepFace's for the model, if any.
+    threshold: float | None = None
+    max_image_side: int = 640
+    max_message_mb: int = 64
+    max_batch_items: int = 10_000
+    max_k: int = 10_000
+    workers: int = 16
+    log_level: str = "INFO"
+
+    @property
+    def vector_only(self) -> bool:
+        return self.dim is not None
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * 1024 * 1024
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(f"FSSERVER_{name.upper()}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fsserver",
+        description="facesearch server: DeepFace embeddings + a Voyager HNSW index over gRPC. "
+        "Every flag can also be set as FSSERVER_<FLAG> (e.g. FSSERVER_DATA_DIR).",
+    )
+    d = Config()
+    p.add_argument("--listen", default=d.listen, help="host:port to serve on (port 0: any)")
+    p.add_argument("--data-dir", type=Path, default=d.data_dir, help="snapshot directory")
+    p.add_argument("--model", default=None, help=f"DeepFace model name (default {d.model})")
+    p.add_argument("--detector", default=d.detector, help="DeepFace detector backend")
+    p.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        help="vector-only mode: store raw vectors of this dimension, load no face model",
+    )
+    p.add_argument("--space", choices=SPACES, default=d.space)
+    p.add_argument("--storage", choices=STORAGES, default=d.storage)
+    p.add_argument("--m", type=int, default=d.m, help="HNSW links per node (build time)")
+    p.add_argument("--ef-construction", type=int, default=d.ef_construction)
+    p.add_argument("--ef", type=int, default=d.ef, help="default query ef")
+    p.add_argument("--threshold", type=float, default=None, help="match threshold override")
+    p.add_argument("--max-image-side", type=int, default=d.max_image_side)
+    p.add_argument("--max-message-mb", type=int, default=d.max_message_mb)
+    p.add_argument("--max-batch-items", type=int, default=d.max_batch_items)
+    p.add_argument("--workers", type=int, default=d.workers, help="gRPC worker threads")
+    p.add_argument("--log-level", default=d.log_level)
+    # Environment variables become defaults, so an explicit flag still wins.
+    for action in p._actions:
+        if action.dest != "help" and (value := _env(action.dest)) is not None:
+            action.default = action.type(value) if callable(action.type) else value
+    return p
+
+
+def parse_config(argv: Sequence[str] | None = None) -> Config:
+    args = build_parser().parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
+    if values["model"] is None:
+        # A vector-only server holds vectors of an unnamed model unless told otherwise.
+        values["model"] = "" if args.dim is not None else DEFAULT_MODEL
+    if args.dim is not None:
+        values["detector"] = ""
+    return Config(**values)

@@ -1,0 +1,261 @@
+"""What the server does, in Python types: the gRPC servicer only converts and maps errors.
+
+The engine owns the embedder (None in vector-only mode) and the index, loads the newest
+snapshot at start, and is the one place that knows how an image becomes index entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fsclient.types import (
+    AddItem,
+    AddResult,
+    Embedding,
+    FaceMatches,
+    FloatArray,
+    Item,
+    ItemError,
+    QueryResult,
+    SaveResult,
+    Stats,
+)
+from fsserver.config import Config
+from fsserver.contract import EmbeddingContract, deepface_threshold
+from fsserver.embedder import DetectedFace, Embedder
+from fsserver.errors import (
+    FaceSearchError,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from fsserver.images import decode_image
+from fsserver.store.index import Entry, FaceIndex, Record
+from fsserver.store.snapshot import load_snapshot, save_snapshot
+
+log = logging.getLogger(__name__)
+
+# grpc.StatusCode numbers, for per-item errors inside an Add stream.
+STATUS_NUMBERS = {
+    "INVALID_ARGUMENT": 3,
+    "NOT_FOUND": 5,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+}
+
+
+def item_error(error: FaceSearchError) -> ItemError:
+    return ItemError(STATUS_NUMBERS.get(error.code, 13), str(error))
+
+
+class Engine:
+    def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
+        self.config = config
+        self._embedder = embedder
+        self._index: FaceIndex | None = None
+        self.snapshot = ""
+        self._save_lock = threading.Lock()
+
+    # ---- start-up --------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the face model (unless vector-only) and the newest snapshot."""
+        if not self.config.vector_only and self._embedder is None:
+            from fsserver.embedder import DeepFaceEmbedder
+
+            self._embedder = DeepFaceEmbedder(self.config.model, self.config.detector)
+        contract = self.contract()
+        threshold = self.config.threshold
+        if threshold is None:
+            threshold = deepface_threshold(contract.model, contract.space)
+        options = {"ef": self.config.ef, "threshold": threshold}
+        loaded = load_snapshot(self.config.data_dir, contract, **options)
+        if loaded is None:
+            self._index = FaceIndex(
+                contract, m=self.config.m, ef_construction=self.config.ef_construction, **options
+            )
+            log.info("no snapshot in %s: starting an empty index", self.config.data_dir)
+        else:
+            self._index, self.snapshot = loaded
+
+    def contract(self) -> EmbeddingContract:
+        if self._embedder is not None:
+            model, detector, dim = self._embedder.model, self._embedder.detector, self._embedder.dim
+        else:
+            assert self.config.dim is not None, "a face server needs its embedder loaded"
+            model, detector, dim = self.config.model, "", self.config.dim
+        return EmbeddingContract.build(
+            model=model,
+            detector=detector,
+            dim=dim,
+            space=self.config.space,
+            storage=self.config.storage,
+        )
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
+
+    @property
+    def index(self) -> FaceIndex:
+        if self._index is None:
+            raise Unavailable("the server is still loading its model and index")
+        return self._index
+
+    # ---- images ----------------------------------------------------------------------
+
+    def _faces(self, image: bytes) -> list[DetectedFace]:
+        if self._embedder is None:
+            raise FailedPrecondition(
+                f"this server is vector-only (dim {self.config.dim}, no face model): "
+                "send vectors, not images"
+            )
+        decoded = decode_image(image, self.config.max_image_side)
+        return self._embedder.embed(decoded)
+
+    def embed(self, image: bytes) -> Embedding:
+        faces = self._faces(image)
+        if not faces:
+            raise FailedPrecondition("no face was found in the image")
+        contract = self.contract()
+        return Embedding([f.face for f in faces], contract.model, contract.dim)
+
+    # ---- add -------------------------------------------------------------------------
+
+    def check_vector_model(self, vector_model: str) -> None:
+        model = self.index.contract.model
+        if vector_model and model and vector_model != model:
+            raise FailedPrecondition(
+                f"the vectors come from model {vector_model!r}; this index holds {model!r} "
+                "embeddings, which are not comparable"
+            )
+
+    def add(self, items: Sequence[AddItem], vector_model: str = "") -> list[AddResult]:
+        """Store a batch; each item gets its id or its own error, never the whole batch's."""
+        index = self.index
+        self.check_vector_model(vector_model)
+        if len(items) > self.config.max_batch_items:
+            raise ResourceExhausted(
+                f"a batch holds {len(items)} items; the limit is {self.config.max_batch_items} "
+                "(--max-batch-items)"
+            )
+        results: list[AddResult | None] = [None] * len(items)
+        entries: list[Entry] = []
+        positions: list[int] = []
+        found: dict[int, tuple[DetectedFace, int]] = {}
+        for position, item in enumerate(items):
+            try:
+                vector, thumbnail = self._item_vector(item, position, found)
+            except FaceSearchError as error:
+                results[position] = AddResult(id=None, error=item_error(error))
+                continue
+            record = Record(item.label, item.metadata, thumbnail)
+            entries.append(Entry(vector=vector, id=item.id, record=record))
+            positions.append(position)
+        for position, outcome in zip(positions, index.add(entries), strict=True):
+            face, faces_found = found.get(position, (None, 0))
+            if isinstance(outcome, FaceSearchError):
+                results[position] = AddResult(id=None, error=item_error(outcome))
+            else:
+                results[position] = AddResult(
+                    id=outcome, face=face.face if face else None, faces_found=faces_found
+                )
+        return [r for r in results if r is not None]
+
+    def _item_vector(
+        self, item: AddItem, position: int, found: dict[int, tuple[DetectedFace, int]]
+    ) -> tuple[FloatArray, bytes]:
+        if item.vector is not None:
+            return self.index.validate_vector(item.vector), b""
+        if item.image is None:
+            raise InvalidArgument("the item has neither an image nor a vector")
+        faces = self._faces(item.image)
+        if not faces:
+            raise FailedPrecondition("no face was found in the image")
+        found[position] = (faces[0], len(faces))  # the largest face is the subject
+        return self.index.validate_vector(faces[0].face.embedding), faces[0].thumbnail
+
+    # ---- query -----------------------------------------------------------------------
+
+    def query(
+        self,
+        *,
+        image: bytes | None = None,
+        vector: FloatArray | None = None,
+        id: int | None = None,
+        k: int,
+        ef: int | None = None,
+        vector_model: str = "",
+    ) -> QueryResult:
+        index = self.index
+        if not 1 <= k <= self.config.max_k:
+            raise InvalidArgument(f"k must be between 1 and {self.config.max_k}, not {k}")
+        if ef is not None and ef < 1:
+            raise InvalidArgument(f"ef must be at least 1, not {ef}")
+        embed_seconds = 0.0
+        faces = None
+        if image is not None:
+            started = time.perf_counter()
+            detected = self._faces(image)
+            embed_seconds = time.perf_counter() - started
+            if not detected:
+                raise FailedPrecondition("no face was found in the query image")
+            faces = [d.face for d in detected]
+            matrix = np.stack([index.validate_vector(f.embedding) for f in faces])
+        elif vector is not None:
+            self.check_vector_model(vector_model)
+            matrix = index.validate_vector(vector)[None, :]
+        elif id is not None:
+            matrix = index.vector_of(id)[None, :]
+        else:
+            raise InvalidArgument("a query needs an image, a vector or an id")
+        started = time.perf_counter()
+        neighbors = index.query(matrix, k, ef)
+        search_seconds = time.perf_counter() - started
+        results = [
+            FaceMatches(face=faces[i] if faces else None, neighbors=n)
+            for i, n in enumerate(neighbors)
+        ]
+        return QueryResult(results, search_seconds=search_seconds, embed_seconds=embed_seconds)
+
+    # ---- the rest --------------------------------------------------------------------
+
+    def get(self, id: int) -> Item:
+        return self.index.get(id)
+
+    def delete(self, ids: Sequence[int]) -> int:
+        if not ids:
+            raise InvalidArgument("delete needs at least one id")
+        return self.index.delete(ids)
+
+    def save(self) -> SaveResult:
+        with self._save_lock:  # one snapshot at a time; numbering stays sequential
+            result = save_snapshot(self.index, Path(self.config.data_dir))
+            self.snapshot = result.snapshot
+            return result
+
+    def stats(self) -> Stats:
+        index = self.index
+        contract = index.contract
+        return Stats(
+            count=index.count,
+            dim=contract.dim,
+            space=contract.space,
+            storage=contract.storage,
+            model=contract.model,
+            detector=contract.detector,
+            ef=index.default_ef,
+            deleted=index.deleted_count,
+            threshold=index.threshold or 0.0,
+            normalization=contract.normalization,
+            snapshot=self.snapshot,
+        )

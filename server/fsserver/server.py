@@ -1,0 +1,96 @@
+"""Assembly: a grpc.Server with the FaceSearch service, standard health and reflection.
+
+The port opens first with health NOT_SERVING, so orchestrators can watch the model and the
+snapshot load; health turns SERVING only once both are in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
+from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsserver.config import Config
+from fsserver.embedder import Embedder
+from fsserver.engine import Engine
+from fsserver.service import FaceSearchService
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FaceSearch"].full_name
+
+
+class FaceSearchServer:
+    def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
+        self.config = config
+        self.engine = Engine(config, embedder)
+        self._health = health.HealthServicer()
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+            options=[
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_FaceSearchServicer_to_server(FaceSearchService(self.engine), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = self._server.add_insecure_port(config.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {config.listen}")
+        self._stopped = threading.Event()
+
+    @property
+    def address(self) -> str:
+        host = self.config.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, status)
+
+    def start(self) -> FaceSearchServer:
+        """Open the port, load model and snapshot, then report SERVING."""
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._server.start()
+        log.info("listening on %s (loading)", self.address)
+        try:
+            self.engine.load()
+        except BaseException:
+            self._server.stop(None)
+            raise
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        stats = self.engine.stats()
+        log.info(
+            "serving on %s: %d items, model %r, detector %r, dim %d, %s/%s",
+            self.address,
+            stats.count,
+            stats.model,
+            stats.detector,
+            stats.dim,
+            stats.space,
+            stats.storage,
+        )
+        return self
+
+    def stop(self, grace: float | None = 5.0, save: bool = True) -> None:
+        """Refuse new calls, let in-flight ones finish, then save a snapshot."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+        if save and self.engine.loaded:
+            self.engine.save()
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()

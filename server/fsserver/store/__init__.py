@@ -1,0 +1,1 @@
+"""The index and everything that makes it durable. Nothing here knows about gRPC."""

@@ -1,0 +1,115 @@
+"""Shared fixtures: real servers on 127.0.0.1:0, the real Dlib model, the real photos.
+
+Face photos come from $FACESEARCH_FACES (default ../shared/faces beside the repo). Where
+they are absent the face tests skip and say why; with FACESEARCH_REQUIRE_FACES=1 (set by
+.ci/run) a missing folder fails instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fsserver.config import Config
+from fsserver.embedder import DeepFaceEmbedder, Embedder
+from fsserver.server import FaceSearchServer
+from support import Gallery, RunningServer
+
+REPO = Path(__file__).resolve().parent.parent
+FACES_DIR = Path(os.environ.get("FACESEARCH_FACES") or REPO.parent / "shared" / "faces")
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    if not (FACES_DIR / "identities.csv").is_file():
+        message = f"face photos not found at {FACES_DIR} (set FACESEARCH_FACES to their folder)"
+        if os.environ.get("FACESEARCH_REQUIRE_FACES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return FACES_DIR
+
+
+@pytest.fixture(scope="session")
+def identities(faces_dir: Path) -> dict[str, str]:
+    """Photo file name → person id."""
+    with (faces_dir / "identities.csv").open() as f:
+        return {row["file"]: row["identity"] for row in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="session")
+def dlib_embedder(faces_dir: Path) -> Embedder:
+    """The real DeepFace Dlib model, loaded once for the whole session."""
+    return DeepFaceEmbedder("Dlib", "dlib")
+
+
+def _start(config: Config, embedder: Embedder | None) -> RunningServer:
+    server = FaceSearchServer(config, embedder=embedder).start()
+    return RunningServer(server, config.data_dir)
+
+
+@pytest.fixture
+def start_server(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., RunningServer]]:
+    """Start real servers on 127.0.0.1:0: `start_server(dim=8)` for vector-only,
+    `start_server()` for the Dlib face server. All are stopped after the test."""
+    started: list[RunningServer] = []
+
+    def start(data_dir: Path | None = None, **overrides: Any) -> RunningServer:
+        config = replace(
+            Config(listen="127.0.0.1:0", data_dir=data_dir or tmp_path / f"data{len(started)}"),
+            **overrides,
+        )
+        embedder = None if config.vector_only else request.getfixturevalue("dlib_embedder")
+        running = _start(config, embedder)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def vector_server(start_server: Callable[..., RunningServer]) -> RunningServer:
+    return start_server(dim=16, model="")
+
+
+@pytest.fixture(scope="session")
+def gallery(
+    tmp_path_factory: pytest.TempPathFactory,
+    faces_dir: Path,
+    identities: dict[str, str],
+    dlib_embedder: Embedder,
+) -> Iterator[Gallery]:
+    by_person: dict[str, list[str]] = {}
+    for file in sorted(identities, key=lambda f: (len(f), f)):
+        by_person.setdefault(identities[file], []).append(file)
+    stranger = sorted(by_person)[-1]
+    enrolled, probes, strangers = {}, {}, {}
+    for person, files in by_person.items():
+        if person == stranger:
+            strangers.update(dict.fromkeys(files, person))
+            continue
+        half = (len(files) + 1) // 2
+        enrolled.update(dict.fromkeys(files[:half], person))
+        probes.update(dict.fromkeys(files[half:], person))
+    config = Config(listen="127.0.0.1:0", data_dir=tmp_path_factory.mktemp("gallery"))
+    running = _start(config, dlib_embedder)
+    with running.client() as client:
+        files = sorted(enrolled)
+        results = client.add_images(
+            [faces_dir / f for f in files],
+            labels=files,
+            metadata=[enrolled[f] for f in files],
+        )
+    failed = [(f, r.error) for f, r in zip(files, results, strict=True) if not r.ok]
+    assert not failed, f"gallery enrollment failed: {failed}"
+    yield Gallery(running, enrolled, probes, strangers)
+    running.stop()

@@ -1,0 +1,46 @@
+"""Test helpers: handles on running servers and a runner for the real CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fsclient import FaceSearchClient
+from fsserver.server import FaceSearchServer
+
+
+@dataclass
+class RunningServer:
+    server: FaceSearchServer
+    data_dir: Path
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def client(self, **options: Any) -> FaceSearchClient:
+        return FaceSearchClient(self.address, **options)
+
+    def stop(self) -> None:
+        self.server.stop(grace=1.0)
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """A face server with some photos of each person enrolled, and the held-out rest."""
+
+    server: RunningServer
+    enrolled: dict[str, str]  # file → person
+    probes: dict[str, str]  # file → person, for people in the gallery
+    strangers: dict[str, str]  # file → person, for a person never enrolled
+
+
+def run_cli(*args: str, server: str | None = None, **kwargs: Any) -> Any:
+    """Run the real `fsclient` CLI in a subprocess; returns CompletedProcess."""
+    command = [sys.executable, "-m", "fsclient.cli"]
+    if server:
+        command += ["--server", server]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300, **kwargs)
