@@ -89,15 +89,14 @@ def _encode(image: np.ndarray, extension: str) -> bytes:
     return data.tobytes()
 
 
-def test_one_stream_with_bad_images_fails_only_those_items(
-    start_server, faces_dir: Path
-) -> None:
+def test_one_stream_with_bad_images_fails_only_those_items(start_server, faces_dir: Path) -> None:
     server = start_server()
     photo = (faces_dir / "img1.jpg").read_bytes()
     blank = _encode(np.full((300, 300, 3), 255, np.uint8), ".png")
     grey16 = _encode(
-        cv2.cvtColor(cv2.imdecode(np.frombuffer(photo, np.uint8), 0), cv2.COLOR_GRAY2BGR)
-        .astype(np.uint16)
+        cv2.cvtColor(cv2.imdecode(np.frombuffer(photo, np.uint8), 0), cv2.COLOR_GRAY2BGR).astype(
+            np.uint16
+        )
         * 256,
         ".png",
     )

@@ -63,6 +63,7 @@ class Engine:
         self._embedder = embedder
         self._index: FaceIndex | None = None
         self.snapshot = ""
+        self._saved_version = 0
         self._save_lock = threading.Lock()
 
     # ---- start-up --------------------------------------------------------------------
@@ -237,10 +238,15 @@ class Engine:
             raise InvalidArgument("delete needs at least one id")
         return self.index.delete(ids)
 
+    @property
+    def unsaved_changes(self) -> bool:
+        return self._index is not None and self._index.version != self._saved_version
+
     def save(self) -> SaveResult:
         with self._save_lock:  # one snapshot at a time; numbering stays sequential
+            version = self.index.version
             result = save_snapshot(self.index, Path(self.config.data_dir))
-            self.snapshot = result.snapshot
+            self.snapshot, self._saved_version = result.snapshot, version
             return result
 
     def stats(self) -> Stats:

@@ -60,9 +60,17 @@ class FaceSearchServer:
 
     def start(self) -> FaceSearchServer:
         """Open the port, load model and snapshot, then report SERVING."""
+        self.open()
+        self.load()
+        return self
+
+    def open(self) -> None:
+        """Start answering calls: health says NOT_SERVING, FaceSearch calls UNAVAILABLE."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self._server.start()
         log.info("listening on %s (loading)", self.address)
+
+    def load(self) -> None:
         try:
             self.engine.load()
         except BaseException:
@@ -80,16 +88,15 @@ class FaceSearchServer:
             stats.space,
             stats.storage,
         )
-        return self
 
     def stop(self, grace: float | None = 5.0, save: bool = True) -> None:
-        """Refuse new calls, let in-flight ones finish, then save a snapshot."""
+        """Refuse new calls, let in-flight ones finish, then save what is unsaved."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
-        if save and self.engine.loaded:
+        if save and self.engine.unsaved_changes:
             self.engine.save()
 
     def wait(self) -> None:

@@ -69,6 +69,7 @@ class FaceIndex:
         self._records: dict[int, Record] = records or {}
         self._deleted: set[int] = set(deleted)
         self._next_id = max((int(i) for i in self._index.ids), default=-1) + 1
+        self.version = 0  # bumped by every change, so callers can tell if a save is due
         self._lock = ReadWriteLock()  # queries/inserts read; resize/delete write
         self._mutation = threading.Lock()  # one add, delete or save at a time
 
@@ -128,6 +129,7 @@ class FaceIndex:
                     self._records.pop(id, None)
             if ids:
                 self._insert(np.stack(rows), ids)
+                self.version += 1
         return outcomes
 
     def _claim_id(self, requested: int | None, seen: set[int]) -> int:
@@ -169,6 +171,7 @@ class FaceIndex:
                     self._index.mark_deleted(id)
                     self._deleted.add(id)
                     self._records.pop(id, None)
+            self.version += 1
         return len(unique)
 
     # ---- reads -----------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""The contract and the distribution: fresh stubs, a standalone proto, a thin client."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+
+REPO = Path(__file__).resolve().parent.parent
+STUBS = REPO / "client" / "fsclient" / "_proto"
+
+
+def _load_generator():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("gen_proto", REPO / "scripts" / "gen_proto.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_checked_in_stubs_are_fresh(tmp_path: Path) -> None:
+    generated = _load_generator().generate(tmp_path)
+    fresh = {p.relative_to(tmp_path): p.read_bytes() for p in generated}
+    fresh.update({p.relative_to(tmp_path): b"" for p in tmp_path.rglob("__init__.py")})
+    checked_in = {
+        p.relative_to(STUBS): p.read_bytes()
+        for p in STUBS.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    stale = sorted(str(p) for p in fresh if checked_in.get(p) != fresh[p])
+    assert not stale, f"stubs are stale, run `make proto`: {stale}"
+    assert set(checked_in) == set(fresh), "extra files under _proto"
+
+
+def test_the_proto_compiles_standalone(tmp_path: Path) -> None:
+    from grpc_tools import protoc
+
+    out = tmp_path / "descriptor.pb"
+    args = ["protoc", f"-I{REPO / 'protos'}", f"--descriptor_set_out={out}"]
+    assert protoc.main([*args, "facesearch/v1/facesearch.proto"]) == 0
+    assert out.stat().st_size > 0
+
+
+def test_the_thin_client_needs_no_server_stack() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    base = {
+        d.split(">")[0].split("=")[0].split("<")[0] for d in pyproject["project"]["dependencies"]
+    }
+    assert base == {"grpcio", "protobuf", "numpy"}
+    code = (
+        "import sys, fsclient, fsclient.cli, fsclient.format;"
+        "heavy = {'deepface', 'tensorflow', 'voyager', 'cv2', 'dlib', 'fsserver'};"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
+
+
+def test_installed_import_names_are_not_generic() -> None:
+    for generic in ("server", "client", "protos"):
+        assert importlib.util.find_spec(generic) is None, generic
