@@ -64,3 +64,26 @@ def test_the_thin_client_needs_no_server_stack() -> None:
 def test_installed_import_names_are_not_generic() -> None:
     for generic in ("server", "client", "protos"):
         assert importlib.util.find_spec(generic) is None, generic
+
+
+def test_pip_install_dot_is_the_thin_client_alone(tmp_path: Path) -> None:
+    """`pip install .` in a fresh virtualenv brings grpcio, protobuf and numpy, nothing more,
+    and the installed `fsclient` runs there."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    install = [*pip, "install", "--quiet", "-c", str(REPO / "constraints.txt"), str(REPO)]
+    subprocess.run(install, check=True, capture_output=True, timeout=600)
+    frozen = subprocess.run([*pip, "freeze"], capture_output=True, text=True, check=True).stdout
+    names = {line.split("==")[0].lower() for line in frozen.split()}
+    # typing_extensions comes with grpcio.
+    assert names == {"facesearch", "grpcio", "protobuf", "numpy", "typing_extensions"}, names
+    shown = subprocess.run(
+        [str(venv / "bin" / "fsclient"), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0 and "query" in shown.stdout
+    server = subprocess.run(
+        [str(venv / "bin" / "fsserver"), "--dim", "4"], capture_output=True, text=True, timeout=60
+    )
+    assert server.returncode == 1
+    assert "pip install 'facesearch[server]'" in server.stderr
