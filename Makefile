@@ -23,6 +23,7 @@ test: setup lint
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 proto: setup
 	$(PY) scripts/gen_proto.py

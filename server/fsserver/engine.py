@@ -78,11 +78,16 @@ class Engine:
         threshold = self.config.threshold
         if threshold is None:
             threshold = deepface_threshold(contract.model, contract.space)
-        options = {"ef": self.config.ef, "threshold": threshold}
-        loaded = load_snapshot(self.config.data_dir, contract, **options)
+        loaded = load_snapshot(
+            self.config.data_dir, contract, ef=self.config.ef, threshold=threshold
+        )
         if loaded is None:
             self._index = FaceIndex(
-                contract, m=self.config.m, ef_construction=self.config.ef_construction, **options
+                contract,
+                m=self.config.m,
+                ef_construction=self.config.ef_construction,
+                ef=self.config.ef,
+                threshold=threshold,
             )
             log.info("no snapshot in %s: starting an empty index", self.config.data_dir)
         else:

@@ -8,6 +8,7 @@ detection: on 2 cores detection dominates, and ≤640 px kept every face of the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -40,7 +41,9 @@ def decode_image(data: bytes, max_side: int) -> DecodedImage:
     """Decode JPEG/PNG/BMP/WebP/TIFF bytes to BGR uint8 (grey and 16-bit converted)."""
     if not data:
         raise InvalidArgument("the image is empty (0 bytes)")
-    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    pixels = cast(
+        Pixels | None, cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    )
     if pixels is None:
         raise InvalidArgument(
             f"the image bytes ({len(data)} bytes) are not a decodable image "
@@ -50,7 +53,7 @@ def decode_image(data: bytes, max_side: int) -> DecodedImage:
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        pixels = cast(Pixels, cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))
     return DecodedImage(pixels=pixels, scale=scale)
 
 
@@ -62,6 +65,6 @@ def face_thumbnail(pixels: Pixels, box: Box, side: int = THUMBNAIL_SIDE) -> byte
     x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
     x1, y1 = min(width, int(cx + half)), min(height, int(cy + half))
     crop = pixels[y0:y1, x0:x1] if x1 > x0 and y1 > y0 else pixels
-    crop = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
-    ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    square = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", square, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return encoded.tobytes() if ok else b""

@@ -91,7 +91,7 @@ def save_snapshot(index: FaceIndex, data_dir: Path) -> SaveResult:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         (temp / DELETED_FILE).write_text(json.dumps(sorted(index.deleted)))
         count, deleted = index.count, index.deleted_count
-    files = {
+    files: dict[str, dict[str, Any]] = {
         name: {"sha256": _sha256(temp / name), "bytes": (temp / name).stat().st_size}
         for name in (INDEX_FILE, RECORDS_FILE, DELETED_FILE)
     }

@@ -1,0 +1,357 @@
+"""`fsclient`: the command line of facesearch.
+
+Parsing and I/O live here; every line of text comes from the pure formatters in
+`fsclient.format`. Errors end as one line on stderr and an exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from fsclient.client import DEFAULT_SERVER, FaceSearchClient, FaceSearchError
+from fsclient.enroll import DEFAULT_IMAGE_BATCH, DEFAULT_VECTOR_BATCH, Enrollment, EnrollOptions
+from fsclient.format import (
+    add_report_json,
+    dumps,
+    format_add_summary,
+    format_delete,
+    format_embedding,
+    format_item,
+    format_neighbors,
+    format_save,
+    format_stats,
+)
+from fsclient.picture import MissingPillowError, draw_matches, require_pillow
+from fsclient.progress import ProgressBar
+from fsclient.sources import LocalFileError, collect_sources, load_vectors, read_file, write_file
+from fsclient.types import FloatArray, QueryResult
+
+EPILOG = f"""\
+The server is --server, else $FSCLIENT_SERVER, else {DEFAULT_SERVER}.
+Exit status: 0 on success; 1 on an error, or when `add` could not add some item;
+2 on a usage error."""
+
+
+class UsageError(Exception):
+    """A command line that makes no sense: exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage block; one line with a pointer to --help is enough.
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ---- argument types ----------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+# ---- the commands ------------------------------------------------------------------------
+
+
+def run_add(args: argparse.Namespace, client: FaceSearchClient) -> int:
+    sources = collect_sources(args.paths)
+    total = sum(source.rows for source in sources)
+    if args.id is not None and total != 1:
+        raise UsageError(f"--id needs exactly one item to add, got {total}")
+    options = EnrollOptions(
+        label=args.label,
+        label_from_dir=args.label_from_dir,
+        metadata=args.metadata,
+        id=args.id,
+        batch_size=args.batch_size,
+        keep_outcomes=args.json,
+    )
+    enrollment = Enrollment(options)
+    bar = ProgressBar(total, sys.stderr, enabled=sys.stderr.isatty() and not args.quiet)
+
+    def summary() -> str:
+        if args.json:
+            return json.dumps(add_report_json(enrollment.outcomes), ensure_ascii=False)
+        return format_add_summary(enrollment.added, enrollment.failures, enrollment.last_id)
+
+    try:
+        enrollment.run(client, sources, bar)
+    except FaceSearchError:
+        bar.close()
+        if enrollment.added or enrollment.failures:
+            print(summary())  # what did get in before the stream broke
+        raise
+    bar.close()
+    if enrollment.failures or not args.quiet or args.json:
+        print(summary())
+    return 1 if enrollment.failures else 0
+
+
+def _query_vector(path: str) -> FloatArray:
+    vectors = load_vectors(Path(path), path)
+    if vectors.ndim == 2 and len(vectors) != 1:
+        raise LocalFileError(f"{path}: holds {len(vectors)} vectors; query takes one")
+    return np.asarray(vectors, dtype=np.float32).ravel()
+
+
+def _thumbnail(client: FaceSearchClient, item_id: int) -> bytes | None:
+    try:
+        return client.get(item_id).thumbnail or None
+    except FaceSearchError as error:
+        if error.code == grpc.StatusCode.NOT_FOUND:
+            return None  # deleted since the query: draw a placeholder
+        raise
+
+
+def _write_picture(
+    args: argparse.Namespace, client: FaceSearchClient, query: bytes | None, result: QueryResult
+) -> None:
+    ids = {n.id for matches in result.results for n in matches.neighbors}
+    thumbnails = {item_id: _thumbnail(client, item_id) for item_id in sorted(ids)}
+    write_file(args.show, draw_matches(query, result, thumbnails))
+    if not args.quiet:
+        print(f"match picture written to {args.show}", file=sys.stderr)
+
+
+def run_query(args: argparse.Namespace, client: FaceSearchClient) -> int:
+    given = [args.image is not None, args.vector is not None, args.id is not None]
+    if sum(given) != 1:
+        raise UsageError("query takes exactly one of IMAGE, --vector FILE.npy or --id N")
+    if args.show:
+        require_pillow()  # before a slow query whose picture could not be drawn
+    query_image: bytes | None = None
+    options = {"k": args.k, "ef": args.ef}
+    if args.image is not None:
+        query_image = read_file(args.image)
+        result = client.query(image=query_image, **options)
+    elif args.vector is not None:
+        result = client.query(vector=_query_vector(args.vector), **options)
+    else:
+        result = client.query(id=args.id, **options)
+        if args.show:
+            query_image = _thumbnail(client, args.id)
+    print(dumps(result) if args.json else format_neighbors(result))
+    if args.show:
+        _write_picture(args, client, query_image, result)
+    return 0
+
+
+def run_embed(args: argparse.Namespace, client: FaceSearchClient) -> int:
+    embedding = client.embed(read_file(args.image))
+    print(dumps(embedding) if args.json else format_embedding(embedding))
+    if args.npy and embedding.faces:
+        matrix = np.stack([face.embedding for face in embedding.faces]).astype(np.float32)
+        buffer = io.BytesIO()
+        np.save(buffer, matrix)
+        write_file(args.npy, buffer.getvalue())
+    return 0
+
+
+def run_get(args: argparse.Namespace, client: FaceSearchClient) -> int:
+    item = client.get(args.id)
+    print(dumps(item) if args.json else format_item(item))
+    return 0
+
+
+def run_delete(args: argparse.Namespace, client: FaceSearchClient) -> int:
+    deleted = client.delete(args.ids)
+    print(json.dumps({"deleted": deleted}) if args.json else format_delete(deleted))
+    return 0
+
+
+def run_save(args: argparse.Namespace, client: FaceSearchClient) -> int:
+    result = client.save()
+    print(dumps(result) if args.json else format_save(result))
+    return 0
+
+
+def run_stats(args: argparse.Namespace, client: FaceSearchClient) -> int:
+    stats = client.stats()
+    print(dumps(stats) if args.json else format_stats(stats))
+    return 0
+
+
+# ---- the parser --------------------------------------------------------------------------
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+    # Also accepted after the subcommand; SUPPRESS there keeps a value given before it.
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if in_subcommand else value
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=default(None),
+        help=f"the facesearch server (default: $FSCLIENT_SERVER, else {DEFAULT_SERVER})",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        default=default(None),
+        help="deadline of each call (default: none)",
+    )
+    group.add_argument(
+        "--json", action="store_true", default=default(False), help="print one line of JSON"
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress bar and no chatter; results, failures and errors still print",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fsclient",
+        description="Search faces and vectors on a facesearch server.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_global_options(parser, in_subcommand=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str, description: str = "") -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=description or help,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_global_options(sub, in_subcommand=True)
+        return sub
+
+    add = command(
+        "add",
+        "enroll images and .npy vectors",
+        "Enroll the largest face of each image, and each vector of each .npy file (1-D: one "
+        "vector; 2-D: one per row).\nFolders are walked recursively in sorted order. The label "
+        "is the file's path as given (plus #ROW for 2-D .npy rows).\nExits 1 if any item "
+        "failed; each failure is listed with its reason.",
+    )
+    add.add_argument("paths", nargs="+", metavar="PATH", help="image, .npy file or folder")
+    labels = add.add_mutually_exclusive_group()
+    labels.add_argument("--label", metavar="TEXT", help="one label for every item")
+    labels.add_argument(
+        "--label-from-dir", action="store_true", help="label each item by its folder's name"
+    )
+    add.add_argument("--metadata", metavar="TEXT", default="", help="free-form data, e.g. JSON")
+    add.add_argument(
+        "--id", type=_non_negative_int, metavar="N", help="the id to store (one item only)"
+    )
+    add.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"items per request (default: {DEFAULT_IMAGE_BATCH} images, "
+        f"{DEFAULT_VECTOR_BATCH} vectors)",
+    )
+    add.set_defaults(run=run_add)
+
+    query = command(
+        "query",
+        "find the nearest neighbours",
+        "The nearest neighbours of every face in IMAGE, of a vector, or of an enrolled item.",
+    )
+    query.add_argument("image", nargs="?", metavar="IMAGE", help="search every face in it")
+    query.add_argument("--vector", metavar="FILE.npy", help="search one vector from a .npy file")
+    query.add_argument("--id", type=_non_negative_int, metavar="N", help="search item N's vector")
+    query.add_argument("-k", type=_positive_int, default=5, help="neighbours per face (default: 5)")
+    query.add_argument(
+        "--ef", type=_positive_int, metavar="N", help="search breadth (default: the server's)"
+    )
+    query.add_argument(
+        "--show", metavar="OUT.png", help="draw the faces and their neighbours (needs Pillow)"
+    )
+    query.set_defaults(run=run_query)
+
+    embed = command("embed", "print the faces and embeddings of an image")
+    embed.add_argument("image", metavar="IMAGE")
+    embed.add_argument(
+        "--npy", metavar="OUT.npy", help="also write the embeddings, one row per face"
+    )
+    embed.set_defaults(run=run_embed)
+
+    get = command("get", "print one enrolled item")
+    get.add_argument("id", type=_non_negative_int, metavar="ID")
+    get.set_defaults(run=run_get)
+
+    delete = command("delete", "delete items (all or nothing)")
+    delete.add_argument("ids", nargs="+", type=_non_negative_int, metavar="ID")
+    delete.set_defaults(run=run_delete)
+
+    command("save", "write a snapshot of the index on the server").set_defaults(run=run_save)
+    command("stats", "print what the index holds").set_defaults(run=run_stats)
+    return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        with FaceSearchClient(args.server, timeout=args.timeout) as client:
+            return int(args.run(args, client))
+    except SystemExit as exit:  # --help
+        return exit.code if isinstance(exit.code, int) else 0
+    except UsageError as error:
+        print(f"fsclient: error: {_one_line(str(error))}", file=sys.stderr)
+        return 2
+    except FaceSearchError as error:
+        # UNAVAILABLE's details already say "cannot reach the facesearch server at ...".
+        text = error.details if error.code == grpc.StatusCode.UNAVAILABLE else str(error)
+        print(f"fsclient: {_one_line(text)}", file=sys.stderr)
+        return 1
+    except (LocalFileError, MissingPillowError, ValueError) as error:
+        print(f"fsclient: error: {_one_line(str(error))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fsclient: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `fsclient query ... | head`: stop quietly, and keep Python's exit flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""Pure formatters for the `fsclient` CLI: Python types in, text (or JSON-able dicts) out.
+
+Nothing here prints or touches files, so every line the CLI writes can be unit-tested.
+
+`to_json` maps the dataclasses of `fsclient.types` to plain dicts with these stable keys
+(vectors become lists of floats, bytes become base64 text):
+
+- Box: x, y, width, height
+- Face: box (Box or null), confidence, embedding
+- Embedding: model, dim, faces
+- Neighbor: id, label, metadata, distance, match
+- FaceMatches: face (Face or null), neighbors
+- QueryResult: results, search_seconds, embed_seconds
+- ItemError: code, code_name, message
+- AddResult: id (null on failure), ok, error (ItemError or null), face, faces_found
+- AddOutcome: source, label, then the AddResult keys
+- Item: id, label, metadata, vector, thumbnail_base64 ("" when there is none)
+- SaveResult: snapshot, count, bytes, seconds
+- Stats: count, deleted, dim, space, storage, model, detector, normalization, threshold,
+  ef, snapshot
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fsclient.types import (
+    AddResult,
+    Box,
+    Embedding,
+    Face,
+    FaceMatches,
+    FloatArray,
+    Item,
+    ItemError,
+    Neighbor,
+    QueryResult,
+    SaveResult,
+    Stats,
+)
+
+# Enough of a vector to recognise it at a glance; --json has all of it.
+VECTOR_PREVIEW = 4
+
+
+@dataclass(frozen=True)
+class AddOutcome:
+    """One enrolled item as the user knows it: the file (and row) it came from."""
+
+    source: str
+    label: str
+    result: AddResult
+
+
+# ---- small pieces ------------------------------------------------------------------------
+
+
+def format_distance(distance: float) -> str:
+    """2 to 4 decimals: `0.31`, `0.3125`, `0.00` (trailing zeros past two are noise)."""
+    text = f"{distance:.4f}"
+    while text.endswith("0") and len(text.split(".")[1]) > 2:
+        text = text[:-1]
+    return text
+
+
+def format_ms(seconds: float) -> str:
+    ms = seconds * 1000.0
+    if ms >= 100:
+        return f"{ms:.0f} ms"
+    if ms >= 10:
+        return f"{ms:.1f} ms"
+    return f"{ms:.2f} ms"
+
+
+def format_bytes(size: int) -> str:
+    value, unit = float(size), "B"
+    for bigger in ("kB", "MB", "GB", "TB"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def format_box(box: Box) -> str:
+    # The multiplication sign reads as a size, where an x would run into the numbers.
+    return f"x={box.x},y={box.y},{box.width}×{box.height}"  # noqa: RUF001
+
+
+def format_vector(vector: FloatArray) -> str:
+    """`128-d [0.0123, -0.0456, 0.0789, 0.0111, …]`."""
+    values = ", ".join(f"{v:.4f}" for v in np.asarray(vector).ravel()[:VECTOR_PREVIEW])
+    more = ", …" if vector.size > VECTOR_PREVIEW else ""
+    return f"{vector.size}-d [{values}{more}]"
+
+
+def neighbor_name(neighbor: Neighbor) -> str:
+    """The label, or `id N` for items enrolled without one."""
+    return neighbor.label or f"id {neighbor.id}"
+
+
+def format_error(error: ItemError) -> str:
+    return f"{error.code_name}: {error.message}"
+
+
+# ---- one formatter per command -----------------------------------------------------------
+
+
+def format_neighbor_line(rank: int, neighbor: Neighbor) -> str:
+    verdict = "match" if neighbor.match else "no match"
+    return (
+        f"{rank}. nearest neighbor is {neighbor_name(neighbor)} "
+        f"with distance {format_distance(neighbor.distance)} ({verdict})"
+    )
+
+
+def _face_header(number: int, face: Face | None) -> str:
+    if face is not None and face.box is not None:
+        return f"face {number} at {format_box(face.box)}:"
+    return f"face {number}:"
+
+
+def _format_face_matches(matches: FaceMatches, indent: str) -> list[str]:
+    if not matches.neighbors:
+        return [f"{indent}no neighbors (the index is empty)"]
+    return [
+        f"{indent}{format_neighbor_line(rank, neighbor)}"
+        for rank, neighbor in enumerate(matches.neighbors, start=1)
+    ]
+
+
+def format_neighbors(result: QueryResult) -> str:
+    """Ranked neighbours; a header per face when an image held several; then the timing."""
+    lines: list[str] = []
+    if not result.results:
+        lines.append("no faces")
+    elif len(result.results) == 1:
+        lines += _format_face_matches(result.results[0], indent="")
+    else:
+        for number, matches in enumerate(result.results, start=1):
+            lines.append(_face_header(number, matches.face))
+            lines += _format_face_matches(matches, indent="  ")
+    timing = f"search took {format_ms(result.search_seconds)}"
+    if result.embed_seconds > 0:
+        timing += f" (embedding {format_ms(result.embed_seconds)})"
+    lines.append(timing)
+    return "\n".join(lines)
+
+
+def format_add_summary(
+    added: int, failures: Sequence[AddOutcome], added_id: int | None = None
+) -> str:
+    """`added N, failed M`, then one line per failed item: its source and the reason.
+
+    `added_id` is shown when exactly one item was added: the id the caller will want next.
+    """
+    head = f"added {added}"
+    if added == 1 and added_id is not None:
+        head += f" (id {added_id})"
+    lines = [f"{head}, failed {len(failures)}"]
+    for failure in failures:
+        error = failure.result.error
+        reason = format_error(error) if error is not None else "unknown error"
+        lines.append(f"  {failure.source}: {reason}")
+    return "\n".join(lines)
+
+
+def format_embedding(embedding: Embedding) -> str:
+    count = len(embedding.faces)
+    model = embedding.model or "none"
+    if count == 0:
+        return f"no faces found (model {model}, {embedding.dim}-d)"
+    lines = [f"{count} face{'s' if count != 1 else ''} (model {model}, {embedding.dim}-d)"]
+    for number, face in enumerate(embedding.faces, start=1):
+        where = f" at {format_box(face.box)}" if face.box is not None else ""
+        lines.append(
+            f"face {number}{where}, confidence {face.confidence:.2f}: "
+            f"{format_vector(face.embedding)}"
+        )
+    return "\n".join(lines)
+
+
+def _format_table(rows: Sequence[tuple[str, str]]) -> str:
+    width = max(len(key) for key, _ in rows)
+    return "\n".join(f"{key.ljust(width)}  {value}" for key, value in rows)
+
+
+def format_stats(stats: Stats) -> str:
+    return _format_table(
+        [
+            ("count", str(stats.count)),
+            ("deleted", str(stats.deleted)),
+            ("dim", str(stats.dim)),
+            ("space", stats.space),
+            ("storage", stats.storage),
+            ("model", stats.model or "(none: vector-only)"),
+            ("detector", stats.detector or "(none)"),
+            ("normalization", stats.normalization or "(none)"),
+            ("threshold", format_distance(stats.threshold) if stats.threshold else "(none)"),
+            ("ef", str(stats.ef)),
+            ("snapshot", stats.snapshot or "(none)"),
+        ]
+    )
+
+
+def format_item(item: Item) -> str:
+    thumbnail = f"{format_bytes(len(item.thumbnail))} JPEG" if item.thumbnail else "(none)"
+    return _format_table(
+        [
+            ("id", str(item.id)),
+            ("label", item.label or "(none)"),
+            ("metadata", item.metadata or "(none)"),
+            ("vector", format_vector(item.vector)),
+            ("thumbnail", thumbnail),
+        ]
+    )
+
+
+def format_save(result: SaveResult) -> str:
+    return (
+        f"saved {result.count} items to snapshot {result.snapshot} "
+        f"({format_bytes(result.bytes)}) in {result.seconds:.2f} s"
+    )
+
+
+def format_delete(deleted: int) -> str:
+    return f"deleted {deleted}"
+
+
+# ---- JSON --------------------------------------------------------------------------------
+
+
+def _vector(vector: FloatArray) -> list[float]:
+    return [float(v) for v in np.asarray(vector, dtype=np.float32).ravel().tolist()]
+
+
+def _optional(value: Any) -> Any:
+    return None if value is None else to_json(value)
+
+
+def _add_result(result: AddResult) -> dict[str, Any]:
+    return {
+        "id": result.id,
+        "ok": result.ok,
+        "error": _optional(result.error),
+        "face": _optional(result.face),
+        "faces_found": result.faces_found,
+    }
+
+
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {
+    Box: lambda b: {"x": b.x, "y": b.y, "width": b.width, "height": b.height},
+    Face: lambda f: {
+        "box": _optional(f.box),
+        "confidence": float(f.confidence),
+        "embedding": _vector(f.embedding),
+    },
+    Embedding: lambda e: {
+        "model": e.model,
+        "dim": e.dim,
+        "faces": [to_json(f) for f in e.faces],
+    },
+    Neighbor: lambda n: {
+        "id": n.id,
+        "label": n.label,
+        "metadata": n.metadata,
+        "distance": float(n.distance),
+        "match": n.match,
+    },
+    FaceMatches: lambda m: {
+        "face": _optional(m.face),
+        "neighbors": [to_json(n) for n in m.neighbors],
+    },
+    QueryResult: lambda r: {
+        "results": [to_json(m) for m in r.results],
+        "search_seconds": r.search_seconds,
+        "embed_seconds": r.embed_seconds,
+    },
+    ItemError: lambda e: {"code": e.code, "code_name": e.code_name, "message": e.message},
+    AddResult: _add_result,
+    AddOutcome: lambda o: {"source": o.source, "label": o.label, **_add_result(o.result)},
+    Item: lambda i: {
+        "id": i.id,
+        "label": i.label,
+        "metadata": i.metadata,
+        "vector": _vector(i.vector),
+        "thumbnail_base64": base64.b64encode(i.thumbnail).decode("ascii"),
+    },
+    SaveResult: lambda s: {
+        "snapshot": s.snapshot,
+        "count": s.count,
+        "bytes": s.bytes,
+        "seconds": s.seconds,
+    },
+    Stats: lambda s: {
+        "count": s.count,
+        "deleted": s.deleted,
+        "dim": s.dim,
+        "space": s.space,
+        "storage": s.storage,
+        "model": s.model,
+        "detector": s.detector,
+        "normalization": s.normalization,
+        "threshold": float(s.threshold),
+        "ef": s.ef,
+        "snapshot": s.snapshot,
+    },
+}
+
+
+def to_json(obj: Any) -> Any:
+    """A JSON-able value (dicts, lists, str, numbers, bool, None) for a facesearch type.
+
+    Only the known types are accepted, so the output keys stay the documented ones.
+    """
+    converter = _CONVERTERS.get(type(obj))
+    if converter is not None:
+        return converter(obj)
+    if isinstance(obj, np.ndarray):
+        return _vector(obj)
+    if isinstance(obj, (list, tuple)):
+        return [to_json(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    raise TypeError(f"to_json does not know {type(obj).__name__}")
+
+
+def add_report_json(outcomes: Sequence[AddOutcome]) -> dict[str, Any]:
+    """What `fsclient add --json` prints: the counts and every item's outcome in order."""
+    failed = sum(1 for o in outcomes if not o.result.ok)
+    return {
+        "added": len(outcomes) - failed,
+        "failed": failed,
+        "items": [to_json(o) for o in outcomes],
+    }
+
+
+def dumps(obj: Any) -> str:
+    """One line of JSON: easy to pipe into jq, and vectors don't sprawl over 128 lines."""
+    return json.dumps(to_json(obj), ensure_ascii=False)

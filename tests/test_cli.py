@@ -1,0 +1,132 @@
+"""The real `fsclient` CLI, as a subprocess, against real servers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from support import Gallery, RunningServer, run_cli
+
+
+def test_add_a_folder_then_query_a_photo_of_the_same_person(
+    start_server: Callable[..., RunningServer], faces_dir: Path, tmp_path: Path
+) -> None:
+    server = start_server()
+    photos = tmp_path / "photos"
+    for person, files in {"alice": ["img1.jpg", "img2.jpg"], "bob": ["img3.jpg"]}.items():
+        (photos / person).mkdir(parents=True)
+        for file in files:
+            shutil.copy(faces_dir / file, photos / person / file)
+    (photos / "notes.txt").write_text("not a photo")
+    added = run_cli("add", str(photos), "--label-from-dir", server=server.address)
+    assert added.returncode == 0, added.stderr
+    assert "added 3" in added.stdout
+    with server.client() as client:
+        assert sorted(client.get(i).label for i in range(3)) == ["alice", "alice", "bob"]
+    # img4.jpg is the same person as img1/img2 (p00) and is not enrolled.
+    found = run_cli("query", str(faces_dir / "img4.jpg"), "-k", "2", server=server.address)
+    assert found.returncode == 0, found.stderr
+    lines = [line for line in found.stdout.splitlines() if "nearest neighbor" in line]
+    assert lines[0].startswith("1. nearest neighbor is alice with distance ")
+    assert lines[0].endswith("(match)")
+    as_json = run_cli("--json", "query", str(faces_dir / "img4.jpg"), server=server.address)
+    answer = json.loads(as_json.stdout)
+    first = answer["results"][0]["neighbors"][0]
+    assert first["label"] == "alice" and first["match"] is True
+    assert first["distance"] < 0.6
+
+
+def test_add_reports_each_failed_item_and_exits_one(
+    start_server: Callable[..., RunningServer], faces_dir: Path, tmp_path: Path
+) -> None:
+    server = start_server()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), "white").save(blank)
+    added = run_cli(
+        "--json", "add", str(faces_dir / "img1.jpg"), str(broken), str(blank),
+        server=server.address,
+    )  # fmt: skip
+    assert added.returncode == 1
+    report = json.loads(added.stdout)
+    assert (report["added"], report["failed"]) == (1, 2)
+    errors = {Path(i["source"]).name: i["error"] for i in report["items"] if not i["ok"]}
+    assert errors["broken.jpg"]["code_name"] == "INVALID_ARGUMENT"
+    assert errors["blank.png"]["code_name"] == "FAILED_PRECONDITION"
+    plain = run_cli("add", str(broken), server=server.address)
+    assert plain.returncode == 1
+    assert "broken.jpg" in plain.stdout + plain.stderr
+    assert "INVALID_ARGUMENT" in plain.stdout + plain.stderr
+
+
+def test_vectors_from_npy_files(vector_server: RunningServer, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    matrix = rng.normal(size=(50, 16)).astype(np.float32)
+    np.save(tmp_path / "many.npy", matrix)
+    np.save(tmp_path / "probe.npy", matrix[17])
+    added = run_cli("add", str(tmp_path / "many.npy"), server=vector_server.address)
+    assert added.returncode == 0, added.stderr
+    found = run_cli(
+        "--json", "query", "--vector", str(tmp_path / "probe.npy"), "-k", "3",
+        server=vector_server.address,
+    )  # fmt: skip
+    neighbours = json.loads(found.stdout)["results"][0]["neighbors"]
+    assert neighbours[0]["id"] == 17
+    assert neighbours[0]["distance"] < 1e-5
+    by_id = run_cli("--json", "query", "--id", "17", server=vector_server.address)
+    assert json.loads(by_id.stdout)["results"][0]["neighbors"][0]["id"] == 17
+
+
+def test_show_draws_the_query_face_beside_each_neighbour(
+    gallery: Gallery, faces_dir: Path, tmp_path: Path
+) -> None:
+    picture = tmp_path / "matches.png"
+    probe = sorted(gallery.probes)[0]
+    shown = run_cli(
+        "query", str(faces_dir / probe), "-k", "3", "--show", str(picture),
+        server=gallery.server.address,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    with Image.open(picture) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+        # One row (one face): the query tile plus three neighbour tiles, side by side.
+        assert width >= 4 * height * 0.75
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.std() > 10  # real photos, not blank tiles
+
+
+def test_embed_stats_save_get_delete(
+    start_server: Callable[..., RunningServer], faces_dir: Path, tmp_path: Path
+) -> None:
+    server = start_server()
+    address = server.address
+    embedded = run_cli(
+        "--json", "embed", str(faces_dir / "couple.jpg"), "--npy", str(tmp_path / "e.npy"),
+        server=address,
+    )  # fmt: skip
+    assert embedded.returncode == 0, embedded.stderr
+    faces = json.loads(embedded.stdout)["faces"]
+    assert len(faces) == 2 and len(faces[0]["embedding"]) == 128
+    assert np.load(tmp_path / "e.npy").shape == (2, 128)
+    assert run_cli("add", str(tmp_path / "e.npy"), server=address).returncode == 0
+    stats = json.loads(run_cli("--json", "stats", server=address).stdout)
+    assert (stats["count"], stats["model"], stats["detector"], stats["dim"]) == (
+        2, "Dlib", "dlib", 128,
+    )  # fmt: skip
+    text_stats = run_cli("stats", server=address).stdout
+    assert "Dlib" in text_stats and "2" in text_stats
+    saved = json.loads(run_cli("--json", "save", server=address).stdout)
+    assert saved["count"] == 2 and saved["snapshot"].startswith("snapshots/")
+    item = json.loads(run_cli("--json", "get", "1", server=address).stdout)
+    assert item["id"] == 1 and len(item["vector"]) == 128
+    assert run_cli("delete", "0", "1", server=address).returncode == 0
+    missing = run_cli("get", "1", server=address)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "fsclient: NOT_FOUND: no item with id 1"

@@ -1,0 +1,216 @@
+"""The CLI's pure formatters and its JSON shape: no server, no I/O."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fsclient.format import (
+    AddOutcome,
+    add_report_json,
+    dumps,
+    format_add_summary,
+    format_bytes,
+    format_distance,
+    format_embedding,
+    format_item,
+    format_ms,
+    format_neighbor_line,
+    format_neighbors,
+    format_save,
+    format_stats,
+    to_json,
+)
+from fsclient.progress import render_bar
+from fsclient.types import (
+    AddResult,
+    Box,
+    Embedding,
+    Face,
+    FaceMatches,
+    Item,
+    ItemError,
+    Neighbor,
+    QueryResult,
+    SaveResult,
+    Stats,
+)
+
+TIMES = "\N{MULTIPLICATION SIGN}"  # box sizes read 64 times 64
+
+
+def neighbor(id: int, distance: float, match: bool, label: str = "") -> Neighbor:
+    return Neighbor(id=id, label=label, metadata="", distance=distance, match=match)
+
+
+def face(x: int = 10, y: int = 20, size: int = 64) -> Face:
+    return Face(
+        box=Box(x, y, size, size), confidence=0.99, embedding=np.arange(3, dtype=np.float32)
+    )
+
+
+@pytest.mark.parametrize(
+    ("distance", "text"),
+    [(0.31, "0.31"), (0.3125, "0.3125"), (0.0, "0.00"), (0.367, "0.367"), (1.23456, "1.2346")],
+)
+def test_distance_has_two_to_four_decimals(distance: float, text: str) -> None:
+    assert format_distance(distance) == text
+
+
+def test_neighbor_lines_follow_the_seed_style() -> None:
+    assert (
+        format_neighbor_line(1, neighbor(2, 0.31, True, "img2.jpg"))
+        == "1. nearest neighbor is img2.jpg with distance 0.31 (match)"
+    )
+    assert (
+        format_neighbor_line(2, neighbor(9, 0.72, False, "img9.jpg"))
+        == "2. nearest neighbor is img9.jpg with distance 0.72 (no match)"
+    )
+
+
+def test_an_unlabelled_neighbor_is_named_by_its_id() -> None:
+    assert "nearest neighbor is id 42 with" in format_neighbor_line(1, neighbor(42, 0.5, False))
+
+
+def test_one_result_has_no_face_header_and_ends_with_the_search_time() -> None:
+    result = QueryResult(
+        results=[FaceMatches(face=None, neighbors=[neighbor(1, 0.31, True, "img2.jpg")])],
+        search_seconds=0.000123,
+    )
+    assert format_neighbors(result).splitlines() == [
+        "1. nearest neighbor is img2.jpg with distance 0.31 (match)",
+        "search took 0.12 ms",
+    ]
+
+
+def test_several_faces_get_a_header_each() -> None:
+    result = QueryResult(
+        results=[
+            FaceMatches(face=face(1, 2, 30), neighbors=[neighbor(1, 0.2, True, "a.jpg")]),
+            FaceMatches(face=face(100, 5, 40), neighbors=[]),
+        ],
+        search_seconds=0.0005,
+        embed_seconds=0.4123,
+    )
+    assert format_neighbors(result).splitlines() == [
+        f"face 1 at x=1,y=2,30{TIMES}30:",
+        "  1. nearest neighbor is a.jpg with distance 0.20 (match)",
+        f"face 2 at x=100,y=5,40{TIMES}40:",
+        "  no neighbors (the index is empty)",
+        "search took 0.50 ms (embedding 412 ms)",
+    ]
+
+
+def test_milliseconds_and_bytes_read_naturally() -> None:
+    assert format_ms(0.0123) == "12.3 ms"
+    assert format_ms(1.5) == "1500 ms"
+    assert format_bytes(999) == "999 B"
+    assert format_bytes(75_100) == "75.1 kB"
+    assert format_bytes(5_600_000) == "5.6 MB"
+
+
+def test_add_summary_lists_each_failure_with_its_reason() -> None:
+    failure = AddOutcome(
+        "photos/bad.jpg", "photos/bad.jpg", AddResult(None, ItemError(3, "not an image"))
+    )
+    assert format_add_summary(7, [failure]).splitlines() == [
+        "added 7, failed 1",
+        "  photos/bad.jpg: INVALID_ARGUMENT: not an image",
+    ]
+    assert format_add_summary(1, [], added_id=42) == "added 1 (id 42), failed 0"
+
+
+def test_embedding_item_stats_and_save_texts() -> None:
+    embedding = Embedding(faces=[face()], model="Dlib", dim=3)
+    assert format_embedding(embedding).splitlines() == [
+        "1 face (model Dlib, 3-d)",
+        f"face 1 at x=10,y=20,64{TIMES}64, confidence 0.99: 3-d [0.0000, 1.0000, 2.0000]",
+    ]
+    assert format_embedding(Embedding(faces=[], model="Dlib", dim=3)).startswith("no faces")
+
+    item = Item(id=5, label="", metadata="{}", vector=np.zeros(128, np.float32))
+    text = format_item(item)
+    assert "label      (none)" in text
+    assert "128-d [0.0000, 0.0000, 0.0000, 0.0000, …]" in text
+
+    stats = Stats(
+        count=3, dim=128, space="euclidean", storage="float32", model="", detector="", ef=64
+    )
+    assert "model          (none: vector-only)" in format_stats(stats).splitlines()
+    assert format_save(SaveResult("snapshots/1", 3, 2048, 0.5)) == (
+        "saved 3 items to snapshot snapshots/1 (2.0 kB) in 0.50 s"
+    )
+
+
+def test_to_json_has_the_documented_keys_and_plain_values() -> None:
+    result = QueryResult(
+        results=[FaceMatches(face=face(), neighbors=[neighbor(7, 0.25, True, "x")])],
+        search_seconds=0.001,
+    )
+    data = to_json(result)
+    assert set(data) == {"results", "search_seconds", "embed_seconds"}
+    matches = data["results"][0]
+    assert matches["face"] == {
+        "box": {"x": 10, "y": 20, "width": 64, "height": 64},
+        "confidence": pytest.approx(0.99),
+        "embedding": [0.0, 1.0, 2.0],
+    }
+    assert matches["neighbors"] == [
+        {"id": 7, "label": "x", "metadata": "", "distance": 0.25, "match": True}
+    ]
+    assert json.loads(dumps(result)) == data  # JSON-able as it stands
+
+
+def test_to_json_of_items_errors_and_add_reports() -> None:
+    item = Item(id=1, label="a", metadata="", vector=np.ones(2, np.float32), thumbnail=b"\xff")
+    assert to_json(item) == {
+        "id": 1,
+        "label": "a",
+        "metadata": "",
+        "vector": [1.0, 1.0],
+        "thumbnail_base64": "/w==",
+    }
+    ok = AddOutcome("v.npy#0", "v.npy#0", AddResult(id=3))
+    bad = AddOutcome("x.jpg", "x.jpg", AddResult(None, ItemError(9, "no face")))
+    report = add_report_json([ok, bad])
+    assert report["added"] == 1 and report["failed"] == 1
+    assert report["items"][0] == {
+        "source": "v.npy#0",
+        "label": "v.npy#0",
+        "id": 3,
+        "ok": True,
+        "error": None,
+        "face": None,
+        "faces_found": 0,
+    }
+    assert report["items"][1]["error"] == {
+        "code": 9,
+        "code_name": "FAILED_PRECONDITION",
+        "message": "no face",
+    }
+    stats = Stats(count=1, dim=2, space="cosine", storage="float32", model="m", detector="d", ef=8)
+    assert list(to_json(stats)) == [
+        "count",
+        "deleted",
+        "dim",
+        "space",
+        "storage",
+        "model",
+        "detector",
+        "normalization",
+        "threshold",
+        "ef",
+        "snapshot",
+    ]
+
+
+def test_to_json_refuses_unknown_types() -> None:
+    with pytest.raises(TypeError):
+        to_json(object())
+
+
+def test_progress_bar_text() -> None:
+    assert render_bar(0, 4, 0.0, width=4) == "adding 0/4 [....]   0%"
+    assert render_bar(2, 4, 1.0, width=4) == "adding 2/4 [##..]  50%  2.0/s"
