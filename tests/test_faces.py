@@ -122,6 +122,8 @@ def test_one_stream_with_bad_images_fails_only_those_items(start_server, faces_d
     [
         (b"not an image", grpc.StatusCode.INVALID_ARGUMENT),
         (b"", grpc.StatusCode.INVALID_ARGUMENT),
+        # Bytes are decoded as an image, never handed to DeepFace (which fetches URLs).
+        (b"http://127.0.0.1:9/face.jpg", grpc.StatusCode.INVALID_ARGUMENT),
         ("blank", grpc.StatusCode.FAILED_PRECONDITION),
     ],
 )

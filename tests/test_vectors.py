@@ -161,3 +161,19 @@ def test_images_sent_to_a_vector_only_server_fail_per_item(vector_server: Runnin
         assert results[0].error is not None
         assert results[0].error.code_name == "FAILED_PRECONDITION"
         assert "vector-only" in results[0].error.message
+
+
+def test_limits_answer_resource_exhausted_and_the_server_keeps_serving(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    server = start_server(dim=DIM, model="", max_message_mb=1, max_batch_items=100)
+    with server.client() as client:
+        with pytest.raises(FaceSearchError) as error:
+            client.query(image=b"\xff" * (2 * 1024 * 1024), k=1)
+        assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        with pytest.raises(FaceSearchError) as error:
+            client.add_vectors(np.ones((101, DIM)), batch_size=101)
+        assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max-batch-items" in error.value.details
+        assert len(client.add_vectors(np.ones((150, DIM)), batch_size=100)) == 150
+        assert client.stats().count == 150

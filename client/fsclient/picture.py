@@ -120,11 +120,13 @@ def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 def _decode(data: bytes | None) -> Image.Image | None:
     if not data:
         return None
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
+            # The server (OpenCV) decodes with the EXIF orientation applied, and its face
+            # boxes are in that frame; without this a phone photo's crop would miss.
+            return ImageOps.exif_transpose(image).convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError):
         return None
 

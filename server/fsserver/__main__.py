@@ -43,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FaceSearchError as error:
         print(f"fsserver: {error}", file=sys.stderr)
         return 1
+    except Exception as error:  # e.g. an unknown model name, or weights it cannot fetch
+        logging.getLogger("fsserver").debug("start-up failed", exc_info=True)
+        what = f"model {config.model!r} / detector {config.detector!r}"
+        print(f"fsserver: start-up failed loading {what}: {error}", file=sys.stderr)
+        return 1
     # Printed on stdout for scripts (and `make demo`) that start the server on port 0.
     print(f"fsserver: serving on {server.address}", flush=True)
     stop_requested.wait()

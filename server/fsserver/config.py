@@ -52,6 +52,13 @@ class Config:
         return self.max_message_mb * 1024 * 1024
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
 def _env(name: str) -> str | None:
     return os.environ.get(f"FSSERVER_{name.upper()}")
 
@@ -69,20 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default=d.detector, help="DeepFace detector backend")
     p.add_argument(
         "--dim",
-        type=int,
+        type=_positive_int,
         default=None,
         help="vector-only mode: store raw vectors of this dimension, load no face model",
     )
     p.add_argument("--space", choices=SPACES, default=d.space)
     p.add_argument("--storage", choices=STORAGES, default=d.storage)
-    p.add_argument("--m", type=int, default=d.m, help="HNSW links per node (build time)")
-    p.add_argument("--ef-construction", type=int, default=d.ef_construction)
-    p.add_argument("--ef", type=int, default=d.ef, help="default query ef")
+    p.add_argument("--m", type=_positive_int, default=d.m, help="HNSW links per node (build time)")
+    p.add_argument("--ef-construction", type=_positive_int, default=d.ef_construction)
+    p.add_argument("--ef", type=_positive_int, default=d.ef, help="default query ef")
     p.add_argument("--threshold", type=float, default=None, help="match threshold override")
-    p.add_argument("--max-image-side", type=int, default=d.max_image_side)
-    p.add_argument("--max-message-mb", type=int, default=d.max_message_mb)
-    p.add_argument("--max-batch-items", type=int, default=d.max_batch_items)
-    p.add_argument("--workers", type=int, default=d.workers, help="gRPC worker threads")
+    p.add_argument("--max-image-side", type=_positive_int, default=d.max_image_side)
+    p.add_argument("--max-message-mb", type=_positive_int, default=d.max_message_mb)
+    p.add_argument("--max-batch-items", type=_positive_int, default=d.max_batch_items)
+    p.add_argument("--workers", type=_positive_int, default=d.workers, help="gRPC worker threads")
     p.add_argument("--log-level", default=d.log_level)
     # Environment variables become defaults, so an explicit flag still wins.
     for action in p._actions:

@@ -1,0 +1,85 @@
+"""The store alone (no gRPC): Voyager + records, snapshots, over every space and storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fsserver.contract import EmbeddingContract
+from fsserver.errors import InvalidArgument, NotFound
+from fsserver.store.index import Entry, FaceIndex, Record
+from fsserver.store.snapshot import load_snapshot, save_snapshot
+
+DIM = 12
+
+
+def _contract(space: str, storage: str) -> EmbeddingContract:
+    return EmbeddingContract.build(model="m", detector="", dim=DIM, space=space, storage=storage)
+
+
+def _filled(space: str, storage: str, n: int = 300) -> tuple[FaceIndex, np.ndarray]:
+    index = FaceIndex(_contract(space, storage), threshold=0.5)
+    vectors = np.random.default_rng(11).normal(size=(n, DIM)).astype(np.float32)
+    entries = [
+        Entry(index.validate_vector(v), record=Record(label=f"l{i}", thumbnail=b"jpg" * (i % 2)))
+        for i, v in enumerate(vectors)
+    ]
+    assert index.add(entries) == list(range(n))
+    return index, vectors
+
+
+@pytest.mark.parametrize("space", ["euclidean", "cosine"])
+@pytest.mark.parametrize("storage", ["float32", "e4m3"])
+def test_snapshot_round_trip(tmp_path: Path, space: str, storage: str) -> None:
+    index, vectors = _filled(space, storage)
+    index.delete([5, 6, 7])
+    saved = save_snapshot(index, tmp_path)
+    assert saved.count == 297
+    loaded = load_snapshot(tmp_path, _contract(space, storage), threshold=0.5)
+    assert loaded is not None
+    again, name = loaded
+    assert name == saved.snapshot
+    assert (again.count, again.deleted_count) == (297, 3)
+    assert again.get(1).thumbnail == b"jpg" and again.get(2).thumbnail == b""
+    with pytest.raises(NotFound):
+        again.get(6)
+    for before, after in zip(
+        index.query(vectors[:10], k=5, ef=100), again.query(vectors[:10], k=5, ef=100), strict=True
+    ):
+        assert [(n.id, n.label, n.match) for n in before] == [
+            (n.id, n.label, n.match) for n in after
+        ]
+        assert all(n.id not in {5, 6, 7} for n in after)
+
+
+@pytest.mark.parametrize("space", ["euclidean", "cosine"])
+def test_mostly_deleted_index_still_answers_exactly(space: str) -> None:
+    index, vectors = _filled(space, "float32", n=200)
+    index.delete(list(range(10, 200)))
+    for row in index.query(vectors[150:160], k=10):
+        assert sorted(n.id for n in row) == list(range(10))
+    assert [len(r) for r in index.query(vectors[:2], k=50)] == [10, 10]
+
+
+def test_validation_names_what_is_wrong() -> None:
+    index = FaceIndex(_contract("cosine", "float32"))
+    with pytest.raises(InvalidArgument, match="dimension 3"):
+        index.validate_vector(np.ones(3, np.float32))
+    with pytest.raises(InvalidArgument, match="NaN or Inf"):
+        index.validate_vector(np.full(DIM, np.inf, np.float32))
+    with pytest.raises(InvalidArgument, match="zero vector"):
+        index.validate_vector(np.zeros(DIM, np.float32))
+    with pytest.raises(InvalidArgument, match="k must be"):
+        index.query(np.ones((1, DIM), np.float32), k=0)
+
+
+def test_capacity_grows_past_the_first_allocation() -> None:
+    index = FaceIndex(_contract("euclidean", "float32"))
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        batch = rng.normal(size=(1500, DIM)).astype(np.float32)
+        index.add([Entry(index.validate_vector(v)) for v in batch])
+    assert index.count == 4500
+    assert index.voyager_index.max_elements >= 4500
