@@ -164,6 +164,11 @@ class Engine:
             except FaceSearchError as error:
                 results[position] = AddResult(id=None, error=item_error(error))
                 continue
+            except Exception as error:  # a model failure on one odd image spares the stream
+                log.exception("embedding item %d of a batch failed", position)
+                failure = ItemError(STATUS_NUMBERS["INTERNAL"], f"embedding failed: {error}")
+                results[position] = AddResult(id=None, error=failure)
+                continue
             record = Record(item.label, item.metadata, thumbnail)
             entries.append(Entry(vector=vector, id=item.id, record=record))
             positions.append(position)
