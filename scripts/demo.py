@@ -83,12 +83,14 @@ def synthetic_faces(template: np.ndarray, n: int, seed: int = 0) -> Iterator[Add
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--faces", type=Path, required=True, help="folder of face photos")
+    parser.add_argument("--faces", default="", help="folder of face photos")
     parser.add_argument("--pad", type=int, default=20_000, help="synthetic vectors to add")
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
     args = parser.parse_args()
-    if not args.faces or not args.faces.is_dir():
-        raise SystemExit(f"demo: no face folder at {args.faces!s}; run `make demo FACES=dir`")
+    if not args.faces or not Path(args.faces).is_dir():
+        where = f" at {args.faces}" if args.faces else ""
+        raise SystemExit(f"demo: no face folder{where}; run `make demo FACES=dir`")
+    args.faces = Path(args.faces)
     enroll, probe, people = pick_photos(args.faces)
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)

@@ -177,3 +177,10 @@ def test_limits_answer_resource_exhausted_and_the_server_keeps_serving(
         assert "max-batch-items" in error.value.details
         assert len(client.add_vectors(np.ones((150, DIM)), batch_size=100)) == 150
         assert client.stats().count == 150
+
+
+def test_add_images_refuses_missing_files_before_sending(vector_server: RunningServer) -> None:
+    with vector_server.client() as client, pytest.raises(FileNotFoundError, match=r"nope\.jpg"):
+        client.add_images(["nope.jpg"])
+    with vector_server.client() as client:
+        assert client.stats().count == 0

@@ -164,7 +164,14 @@ class FaceSearchClient:
         metadata: Sequence[str] | None = None,
         batch_size: int = 8,
     ) -> list[AddResult]:
-        """Enroll the largest face of each image; one AddResult per image, in order."""
+        """Enroll the largest face of each image; one AddResult per image, in order.
+
+        Files are read as the stream needs them; a missing one raises FileNotFoundError
+        before anything is sent.
+        """
+        missing = [str(i) for i in images if not isinstance(i, bytes) and not Path(i).is_file()]
+        if missing:
+            raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
         items = (
             AddItem(
                 image=read_image(image),
