@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -130,3 +131,10 @@ def test_embed_stats_save_get_delete(
     missing = run_cli("get", "1", server=address)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "fsclient: NOT_FOUND: no item with id 1"
+
+
+def test_the_server_address_can_come_from_fsclient_server(vector_server: RunningServer) -> None:
+    env = {**os.environ, "FSCLIENT_SERVER": vector_server.address}
+    shown = run_cli("--json", "stats", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["dim"] == 16
