@@ -42,19 +42,9 @@ from fsserver.store.snapshot import load_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
 
-# grpc.StatusCode numbers, for per-item errors inside an Add stream.
-STATUS_NUMBERS = {
-    "INVALID_ARGUMENT": 3,
-    "NOT_FOUND": 5,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-}
-
 
 def item_error(error: FaceSearchError) -> ItemError:
-    return ItemError(STATUS_NUMBERS.get(error.code, 13), str(error))
+    return ItemError(error.number, str(error))
 
 
 class Engine:
@@ -132,8 +122,8 @@ class Engine:
         faces = self._faces(image)
         if not faces:
             raise FailedPrecondition("no face was found in the image")
-        contract = self.contract()
-        return Embedding([f.face for f in faces], contract.model, contract.dim)
+        assert self._embedder is not None  # _faces refused a vector-only server
+        return Embedding([f.face for f in faces], self._embedder.model, self._embedder.dim)
 
     # ---- add -------------------------------------------------------------------------
 
@@ -154,46 +144,43 @@ class Engine:
                 f"a batch holds {len(items)} items; the limit is {self.config.max_batch_items} "
                 "(--max-batch-items)"
             )
-        results: list[AddResult | None] = [None] * len(items)
+        results: list[AddResult] = []
         entries: list[Entry] = []
-        positions: list[int] = []
-        found: dict[int, tuple[DetectedFace, int]] = {}
-        for position, item in enumerate(items):
+        waiting: list[tuple[int, DetectedFace | None, int]] = []  # result slot, face, faces
+        for item in items:
             try:
-                vector, thumbnail = self._item_vector(item, position, found)
+                vector, subject, faces_found = self._item_vector(item)
             except FaceSearchError as error:
-                results[position] = AddResult(id=None, error=item_error(error))
+                results.append(AddResult(id=None, error=item_error(error)))
                 continue
             except Exception as error:  # a model failure on one odd image spares the stream
-                log.exception("embedding item %d of a batch failed", position)
-                failure = ItemError(STATUS_NUMBERS["INTERNAL"], f"embedding failed: {error}")
-                results[position] = AddResult(id=None, error=failure)
+                log.exception("embedding item %d of a batch failed", len(results))
+                failure = FaceSearchError(f"embedding failed: {error}")
+                results.append(AddResult(id=None, error=item_error(failure)))
                 continue
-            record = Record(item.label, item.metadata, thumbnail)
-            entries.append(Entry(vector=vector, id=item.id, record=record))
-            positions.append(position)
-        for position, outcome in zip(positions, index.add(entries), strict=True):
-            face, faces_found = found.get(position, (None, 0))
+            thumbnail = subject.thumbnail if subject else b""
+            entries.append(Entry(vector, item.id, Record(item.label, item.metadata, thumbnail)))
+            waiting.append((len(results), subject, faces_found))
+            results.append(AddResult(id=None))  # filled in once the index has stored it
+        for (slot, subject, faces_found), outcome in zip(waiting, index.add(entries), strict=True):
             if isinstance(outcome, FaceSearchError):
-                results[position] = AddResult(id=None, error=item_error(outcome))
+                results[slot] = AddResult(id=None, error=item_error(outcome))
             else:
-                results[position] = AddResult(
-                    id=outcome, face=face.face if face else None, faces_found=faces_found
-                )
-        return [r for r in results if r is not None]
+                face = subject.face if subject else None
+                results[slot] = AddResult(id=outcome, face=face, faces_found=faces_found)
+        return results
 
-    def _item_vector(
-        self, item: AddItem, position: int, found: dict[int, tuple[DetectedFace, int]]
-    ) -> tuple[FloatArray, bytes]:
+    def _item_vector(self, item: AddItem) -> tuple[FloatArray, DetectedFace | None, int]:
+        """The vector to store, and for images the enrolled face and how many were found."""
         if item.vector is not None:
-            return self.index.validate_vector(item.vector), b""
+            return self.index.validate_vector(item.vector), None, 0
         if item.image is None:
             raise InvalidArgument("the item has neither an image nor a vector")
         faces = self._faces(item.image)
         if not faces:
             raise FailedPrecondition("no face was found in the image")
-        found[position] = (faces[0], len(faces))  # the largest face is the subject
-        return self.index.validate_vector(faces[0].face.embedding), faces[0].thumbnail
+        subject = faces[0]  # the largest face
+        return self.index.validate_vector(subject.face.embedding), subject, len(faces)
 
     # ---- query -----------------------------------------------------------------------
 
@@ -226,7 +213,7 @@ class Engine:
             self.check_vector_model(vector_model)
             matrix = index.validate_vector(vector)[None, :]
         elif id is not None:
-            matrix = index.vector_of(id)[None, :]
+            matrix = index.get(id).vector[None, :]
         else:
             raise InvalidArgument("a query needs an image, a vector or an id")
         started = time.perf_counter()

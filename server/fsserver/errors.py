@@ -8,29 +8,29 @@ from __future__ import annotations
 
 
 class FaceSearchError(Exception):
-    """Base class: `code` is the name of a grpc.StatusCode member."""
+    """Base class: `code` names a grpc.StatusCode member, `number` is its value."""
 
-    code = "INTERNAL"
+    code, number = "INTERNAL", 13
 
 
 class InvalidArgument(FaceSearchError):
-    code = "INVALID_ARGUMENT"
+    code, number = "INVALID_ARGUMENT", 3
 
 
 class FailedPrecondition(FaceSearchError):
-    code = "FAILED_PRECONDITION"
+    code, number = "FAILED_PRECONDITION", 9
 
 
 class NotFound(FaceSearchError):
-    code = "NOT_FOUND"
+    code, number = "NOT_FOUND", 5
 
 
 class ResourceExhausted(FaceSearchError):
-    code = "RESOURCE_EXHAUSTED"
+    code, number = "RESOURCE_EXHAUSTED", 8
 
 
 class Unavailable(FaceSearchError):
-    code = "UNAVAILABLE"
+    code, number = "UNAVAILABLE", 14
 
 
 class ContractMismatch(FailedPrecondition):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -23,22 +24,24 @@ log = logging.getLogger(__name__)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
-def _status_of(error: FaceSearchError) -> grpc.StatusCode:
-    return getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
+@contextmanager
+def _statuses(context: grpc.ServicerContext, rpc: str) -> Iterator[None]:
+    """Map domain errors to their status code; anything else is logged and INTERNAL."""
+    try:
+        yield
+    except FaceSearchError as error:
+        status = getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
+        context.abort(status, str(error))
+    except Exception:
+        log.exception("%s failed", rpc)
+        context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed on the server")
 
 
 def _unary(handler: Handler) -> Handler:
-    """Map domain errors to their status code; anything else is logged and INTERNAL."""
-
     @functools.wraps(handler)
     def wrapper(self: FaceSearchService, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
+        with _statuses(context, handler.__name__):
             return handler(self, request, context)
-        except FaceSearchError as error:
-            context.abort(_status_of(error), str(error))
-        except Exception:
-            log.exception("%s failed", handler.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{handler.__name__} failed on the server")
 
     return wrapper  # type: ignore[return-value]
 
@@ -54,16 +57,11 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
     def Add(
         self, requests: Iterator[pb.AddRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.AddResponse]:
-        try:
+        with _statuses(context, "Add"):
             for request in requests:
                 items = [convert.add_item_from_pb(item) for item in request.items]
                 results = self.engine.add(items, request.vector_model)
                 yield pb.AddResponse(results=[convert.add_result_to_pb(r) for r in results])
-        except FaceSearchError as error:
-            context.abort(_status_of(error), str(error))
-        except Exception:
-            log.exception("Add failed")
-            context.abort(grpc.StatusCode.INTERNAL, "Add failed on the server")
 
     @_unary
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:

@@ -33,13 +33,16 @@ class Record:
     thumbnail: bytes = b""
 
 
+NO_RECORD = Record()  # shared by every item without label, metadata or thumbnail
+
+
 @dataclass(frozen=True)
 class Entry:
     """One item to store. `vector` must have passed validate_vector."""
 
     vector: FloatArray
     id: int | None = None
-    record: Record = Record()
+    record: Record = NO_RECORD
 
 
 class FaceIndex:
@@ -123,7 +126,7 @@ class FaceIndex:
                 rows.append(entry.vector)
                 outcomes.append(id)
                 # Records first: a concurrent query that finds the vector finds its label.
-                if entry.record != Record():
+                if entry.record != NO_RECORD:
                     self._records[id] = entry.record
                 else:
                     self._records.pop(id, None)
@@ -179,13 +182,10 @@ class FaceIndex:
     def get(self, id: int) -> Item:
         if id not in self:
             raise NotFound(f"no item with id {id}")
-        record = self._records.get(id, Record())
+        record = self._records.get(id, NO_RECORD)
         with self._lock.read():
             vector = np.asarray(self._index.get_vector(id), dtype=np.float32)
         return Item(id, record.label, record.metadata, vector, record.thumbnail)
-
-    def vector_of(self, id: int) -> FloatArray:
-        return self.get(id).vector
 
     def query(self, vectors: FloatArray, k: int, ef: int | None = None) -> list[list[Neighbor]]:
         """k nearest live items for each row of `vectors`, nearest first."""
@@ -221,7 +221,7 @@ class FaceIndex:
     def _neighbors(self, ids: np.ndarray, distances: np.ndarray) -> list[Neighbor]:
         neighbors = []
         for raw_id, raw_distance in zip(ids.tolist(), distances.tolist(), strict=True):
-            record = self._records.get(raw_id, Record())
+            record = self._records.get(raw_id, NO_RECORD)
             distance = self.contract.to_user_distance(raw_distance)
             match = self.threshold is not None and distance <= self.threshold
             neighbors.append(Neighbor(raw_id, record.label, record.metadata, distance, match))

@@ -46,7 +46,7 @@ INDEX_FILE, RECORDS_FILE, DELETED_FILE, MANIFEST_FILE = (
 
 
 class SnapshotCorrupt(FaceSearchError):
-    code = "DATA_LOSS"
+    code, number = "DATA_LOSS", 15
 
 
 def snapshot_dirs(data_dir: Path) -> list[Path]:
