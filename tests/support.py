@@ -38,6 +38,22 @@ class Gallery:
     strangers: dict[str, str]  # file → person, for a person never enrolled
 
 
+def launch_server(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `python -m fsserver ARGS` on 127.0.0.1:0; return it and the address it serves."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fsserver", "--listen", "127.0.0.1:0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    line = process.stdout.readline()
+    if "serving on" not in line:
+        process.kill()
+        raise AssertionError(f"no start-up line: {line!r} {process.stderr.read()!r}")
+    return process, line.rsplit(" ", 1)[-1].strip()
+
+
 def run_cli(*args: str, server: str | None = None, **kwargs: Any) -> Any:
     """Run the real `fsclient` CLI in a subprocess; returns CompletedProcess."""
     command = [sys.executable, "-m", "fsclient.cli"]

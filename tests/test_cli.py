@@ -138,3 +138,18 @@ def test_the_server_address_can_come_from_fsclient_server(vector_server: Running
     shown = run_cli("--json", "stats", env=env)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["dim"] == 16
+
+
+def test_compact_and_the_wal_in_stats(vector_server: RunningServer, tmp_path: Path) -> None:
+    address = vector_server.address
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).normal(size=(10, 16)).astype(np.float32))
+    assert run_cli("add", str(tmp_path / "v.npy"), server=address).returncode == 0
+    assert run_cli("delete", "0", "1", "2", server=address).returncode == 0
+    stats = json.loads(run_cli("--json", "stats", server=address).stdout)
+    assert stats["wal_bytes"] > 0 and (stats["count"], stats["deleted"]) == (7, 3)
+    compacted = run_cli("compact", server=address)
+    assert compacted.returncode == 0, compacted.stderr
+    assert compacted.stdout.startswith("compacted: 3 deleted items dropped, 7 kept")
+    again = json.loads(run_cli("--json", "compact", server=address).stdout)
+    assert (again["removed"], again["count"]) == (0, 7)
+    assert "0 WAL record(s) replayed" in run_cli("stats", server=address).stdout

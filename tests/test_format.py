@@ -203,6 +203,10 @@ def test_to_json_of_items_errors_and_add_reports() -> None:
         "threshold",
         "ef",
         "snapshot",
+        "wal_replayed",
+        "wal_dropped",
+        "wal_bytes",
+        "embed_queue",
     ]
 
 

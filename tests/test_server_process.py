@@ -17,25 +17,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fsclient import FaceSearchClient, FaceSearchError
 from fsserver.store.snapshot import snapshot_dirs
-from support import RunningServer
+from support import RunningServer, launch_server
 
 DIM = 8
-
-
-def _launch(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """Start `python -m fsserver ARGS`; return it and the address it says it serves on."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fsserver", "--listen", "127.0.0.1:0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "serving on" not in line:
-        process.kill()
-        raise AssertionError(f"no start-up line: {line!r} {process.stderr.read()!r}")  # type: ignore[union-attr]
-    return process, line.rsplit(" ", 1)[-1].strip()
 
 
 @pytest.fixture
@@ -43,7 +27,7 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Po
     launched: list[subprocess.Popen[str]] = []
 
     def launch(*args: str) -> tuple[subprocess.Popen[str], str]:
-        process, address = _launch(*args)
+        process, address = launch_server(*args)
         launched.append(process)
         return process, address
 
@@ -87,7 +71,7 @@ def test_env_vars_configure_the_server(
 
 def test_a_contract_mismatch_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    process, address = _launch("--dim", str(DIM), "--data-dir", str(data))
+    process, address = launch_server("--dim", str(DIM), "--data-dir", str(data))
     with FaceSearchClient(address) as client:
         client.add_vectors(np.ones(DIM))
     process.send_signal(signal.SIGINT)

@@ -39,8 +39,8 @@ def test_snapshot_round_trip(tmp_path: Path, space: str, storage: str) -> None:
     assert saved.count == 297
     loaded = load_snapshot(tmp_path, _contract(space, storage), threshold=0.5)
     assert loaded is not None
-    again, name = loaded
-    assert name == saved.snapshot
+    again = loaded.index
+    assert loaded.name == saved.snapshot
     assert (again.count, again.deleted_count) == (297, 3)
     assert again.get(1).thumbnail == b"jpg" and again.get(2).thumbnail == b""
     with pytest.raises(NotFound):
@@ -69,8 +69,16 @@ def test_validation_names_what_is_wrong() -> None:
         index.validate_vector(np.ones(3, np.float32))
     with pytest.raises(InvalidArgument, match="NaN or Inf"):
         index.validate_vector(np.full(DIM, np.inf, np.float32))
-    with pytest.raises(InvalidArgument, match="zero vector"):
+    with pytest.raises(InvalidArgument, match="zero .* vector has no direction"):
         index.validate_vector(np.zeros(DIM, np.float32))
+    with pytest.raises(InvalidArgument, match="vanishingly small"):
+        index.validate_vector(np.full(DIM, 1e-45, np.float32))
+    with pytest.raises(InvalidArgument, match="overflows float32"):
+        index.validate_vector(np.full(DIM, 3.4e38, np.float32))
+    e4m3 = FaceIndex(_contract("euclidean", "e4m3"))
+    with pytest.raises(InvalidArgument, match="at most ±448"):
+        e4m3.validate_vector(np.array([449.0] + [0.0] * (DIM - 1), np.float32))
+    assert e4m3.validate_vector(np.full(DIM, 448.0, np.float32)).max() == 448.0
     with pytest.raises(InvalidArgument, match="k must be"):
         index.query(np.ones((1, DIM), np.float32), k=0)
 

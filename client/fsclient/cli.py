@@ -24,6 +24,7 @@ from fsclient.format import (
     add_report_json,
     dumps,
     format_add_summary,
+    format_compact,
     format_delete,
     format_embedding,
     format_item,
@@ -197,6 +198,12 @@ def run_save(args: argparse.Namespace, client: FaceSearchClient) -> int:
     return 0
 
 
+def run_compact(args: argparse.Namespace, client: FaceSearchClient) -> int:
+    result = client.compact()
+    print(dumps(result) if args.json else format_compact(result))
+    return 0
+
+
 def run_stats(args: argparse.Namespace, client: FaceSearchClient) -> int:
     stats = client.stats()
     print(dumps(stats) if args.json else format_stats(stats))
@@ -319,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("save", "write a snapshot of the index on the server").set_defaults(run=run_save)
     command("stats", "print what the index holds").set_defaults(run=run_stats)
+    command(
+        "compact", "rebuild the index without deleted items (memory back; ids unchanged)"
+    ).set_defaults(run=run_compact)
     return parser
 
 

@@ -23,6 +23,7 @@ from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsclient.types import (
     AddItem,
     AddResult,
+    CompactResult,
     Embedding,
     Item,
     QueryResult,
@@ -243,6 +244,10 @@ class FaceSearchClient:
 
     def save(self) -> SaveResult:
         return convert.save_result_from_pb(self._call(self._stub.Save, pb.SaveRequest()))
+
+    def compact(self) -> CompactResult:
+        """Rebuild the index without deleted items (Save also does when many are deleted)."""
+        return convert.compact_result_from_pb(self._call(self._stub.Compact, pb.CompactRequest()))
 
     def stats(self) -> Stats:
         return convert.stats_from_pb(self._call(self._stub.Stats, pb.StatsRequest()))

@@ -16,6 +16,7 @@ from fsclient.types import (
     AddItem,
     AddResult,
     Box,
+    CompactResult,
     Embedding,
     Face,
     FaceMatches,
@@ -206,6 +207,10 @@ _STATS_FIELDS = [
     "threshold",
     "normalization",
     "snapshot",
+    "wal_replayed",
+    "wal_dropped",
+    "wal_bytes",
+    "embed_queue",
 ]
 
 
@@ -215,3 +220,11 @@ def stats_to_pb(stats: Stats) -> pb.StatsResponse:
 
 def stats_from_pb(message: pb.StatsResponse) -> Stats:
     return Stats(**{name: getattr(message, name) for name in _STATS_FIELDS})
+
+
+def compact_result_to_pb(result: CompactResult) -> pb.CompactResponse:
+    return pb.CompactResponse(removed=result.removed, count=result.count, seconds=result.seconds)
+
+
+def compact_result_from_pb(message: pb.CompactResponse) -> CompactResult:
+    return CompactResult(removed=message.removed, count=message.count, seconds=message.seconds)

@@ -17,7 +17,8 @@ Nothing here prints or touches files, so every line the CLI writes can be unit-t
 - Item: id, label, metadata, vector, thumbnail_base64 ("" when there is none)
 - SaveResult: snapshot, count, bytes, seconds
 - Stats: count, deleted, dim, space, storage, model, detector, normalization, threshold,
-  ef, snapshot
+  ef, snapshot, wal_replayed, wal_dropped, wal_bytes, embed_queue
+- CompactResult: removed, count, seconds
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 from fsclient.types import (
     AddResult,
     Box,
+    CompactResult,
     Embedding,
     Face,
     FaceMatches,
@@ -204,8 +206,19 @@ def format_stats(stats: Stats) -> str:
             ("threshold", format_distance(stats.threshold) if stats.threshold else "(none)"),
             ("ef", str(stats.ef)),
             ("snapshot", stats.snapshot or "(none)"),
+            ("wal", f"{format_bytes(stats.wal_bytes)}"),
+            ("recovered", format_recovery(stats)),
+            ("embed queue", str(stats.embed_queue)),
         ]
     )
+
+
+def format_recovery(stats: Stats) -> str:
+    """What start-up replayed from the write-ahead log, and whether a torn tail was cut."""
+    said = f"{stats.wal_replayed} WAL record(s) replayed at start-up"
+    if stats.wal_dropped:
+        said += f"; {stats.wal_dropped} torn or corrupt record(s) dropped (see the server log)"
+    return said
 
 
 def format_item(item: Item) -> str:
@@ -225,6 +238,15 @@ def format_save(result: SaveResult) -> str:
     return (
         f"saved {result.count} items to snapshot {result.snapshot} "
         f"({format_bytes(result.bytes)}) in {result.seconds:.2f} s"
+    )
+
+
+def format_compact(result: CompactResult) -> str:
+    if not result.removed:
+        return f"nothing to compact: {result.count} items, none deleted"
+    return (
+        f"compacted: {result.removed} deleted items dropped, {result.count} kept, "
+        f"in {result.seconds:.2f} s"
     )
 
 
@@ -309,7 +331,12 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
         "threshold": float(s.threshold),
         "ef": s.ef,
         "snapshot": s.snapshot,
+        "wal_replayed": s.wal_replayed,
+        "wal_dropped": s.wal_dropped,
+        "wal_bytes": s.wal_bytes,
+        "embed_queue": s.embed_queue,
     },
+    CompactResult: lambda c: {"removed": c.removed, "count": c.count, "seconds": c.seconds},
 }
 
 

@@ -134,3 +134,14 @@ class Stats:
     threshold: float = 0.0
     normalization: str = ""
     snapshot: str = ""
+    wal_replayed: int = 0  # WAL records applied on top of the snapshot at start-up
+    wal_dropped: int = 0  # records cut off a torn or corrupt WAL tail at start-up
+    wal_bytes: int = 0
+    embed_queue: int = 0  # image requests waiting for or using the face model
+
+
+@dataclass(frozen=True)
+class CompactResult:
+    removed: int  # deleted items dropped from the graph
+    count: int  # live items after
+    seconds: float

@@ -37,10 +37,20 @@ class Config:
     # Match threshold on the returned distance; None: DeepFace's for the model, if any.
     threshold: float | None = None
     max_image_side: int = 640
+    # Limits on what one request may hold; over one → INVALID_ARGUMENT/RESOURCE_EXHAUSTED.
+    max_image_pixels: int = 120_000_000  # checked from the header, before decoding
     max_message_mb: int = 64
     max_batch_items: int = 10_000
     max_k: int = 10_000
+    max_label_bytes: int = 1024
+    max_metadata_bytes: int = 65_536
+    # Requests waiting to detect and embed an image; beyond it, Add streams wait (flow
+    # control) and Embed/Query calls get RESOURCE_EXHAUSTED.
+    max_embed_queue: int = 16
+    max_concurrent_rpcs: int = 64
     workers: int = 16
+    # Save compacts first when this share of the stored vectors is deleted.
+    compact_deleted_share: float = 0.25
     log_level: str = "INFO"
 
     @property
@@ -56,6 +66,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
     return value
 
 
@@ -87,8 +104,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ef", type=_positive_int, default=d.ef, help="default query ef")
     p.add_argument("--threshold", type=float, default=None, help="match threshold override")
     p.add_argument("--max-image-side", type=_positive_int, default=d.max_image_side)
+    p.add_argument("--max-image-pixels", type=_positive_int, default=d.max_image_pixels)
     p.add_argument("--max-message-mb", type=_positive_int, default=d.max_message_mb)
     p.add_argument("--max-batch-items", type=_positive_int, default=d.max_batch_items)
+    p.add_argument("--max-k", type=_positive_int, default=d.max_k)
+    p.add_argument("--max-label-bytes", type=_positive_int, default=d.max_label_bytes)
+    p.add_argument("--max-metadata-bytes", type=_positive_int, default=d.max_metadata_bytes)
+    p.add_argument(
+        "--max-embed-queue",
+        type=_positive_int,
+        default=d.max_embed_queue,
+        help="image requests waiting for the face model before new ones are refused",
+    )
+    p.add_argument(
+        "--max-concurrent-rpcs",
+        type=_positive_int,
+        default=d.max_concurrent_rpcs,
+        help="calls in progress at once; more get RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
+        "--compact-deleted-share",
+        type=_share,
+        default=d.compact_deleted_share,
+        help="Save rebuilds the index without deleted items past this share (0..1; 1 = never)",
+    )
     p.add_argument("--workers", type=_positive_int, default=d.workers, help="gRPC worker threads")
     p.add_argument("--log-level", default=d.log_level)
     # Environment variables become defaults, so an explicit flag still wins.

@@ -1,15 +1,19 @@
 """What the server does, in Python types: the gRPC servicer only converts and maps errors.
 
-The engine owns the embedder (None in vector-only mode) and the index, loads the newest
-snapshot at start, and is the one place that knows how an image becomes index entries.
+The engine owns the embedder (None in vector-only mode), the index and its write-ahead log;
+at start it loads the newest intact snapshot and replays the log, and it is the one place
+that knows how an image becomes index entries.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,7 @@ import numpy as np
 from fsclient.types import (
     AddItem,
     AddResult,
+    CompactResult,
     Embedding,
     FaceMatches,
     FloatArray,
@@ -26,10 +31,12 @@ from fsclient.types import (
     SaveResult,
     Stats,
 )
+from fsserver.admission import Alive, EmbedQueue, always_alive
 from fsserver.config import Config
 from fsserver.contract import EmbeddingContract, deepface_threshold
 from fsserver.embedder import DetectedFace, Embedder
 from fsserver.errors import (
+    Cancelled,
     FaceSearchError,
     FailedPrecondition,
     InvalidArgument,
@@ -38,9 +45,15 @@ from fsserver.errors import (
 )
 from fsserver.images import decode_image
 from fsserver.store.index import Entry, FaceIndex, Record
-from fsserver.store.snapshot import load_snapshot, save_snapshot
+from fsserver.store.recovery import open_store
+from fsserver.store.snapshot import save_snapshot
+from fsserver.store.wal import RecoveryReport, WriteAheadLog
 
 log = logging.getLogger(__name__)
+
+LOCK_FILE = "LOCK"
+# Past this a query walks most of any graph this server could hold; brute force is cheaper.
+MAX_EF = 100_000
 
 
 def item_error(error: FaceSearchError) -> ItemError:
@@ -53,13 +66,19 @@ class Engine:
         self._embedder = embedder
         self._index: FaceIndex | None = None
         self.snapshot = ""
+        self.recovery = RecoveryReport()
+        self.embed_queue = EmbedQueue(config.max_embed_queue)
         self._saved_version = 0
         self._save_lock = threading.Lock()
+        self._wal: WriteAheadLog | None = None
+        self._lock_fd: int | None = None
 
     # ---- start-up --------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load the face model (unless vector-only) and the newest snapshot."""
+        """Load the face model (unless vector-only), the newest snapshot, then the WAL."""
+        data_dir = Path(self.config.data_dir)
+        self._lock_data_dir(data_dir)
         if not self.config.vector_only and self._embedder is None:
             from fsserver.embedder import DeepFaceEmbedder
 
@@ -68,20 +87,41 @@ class Engine:
         threshold = self.config.threshold
         if threshold is None:
             threshold = deepface_threshold(contract.model, contract.space)
-        loaded = load_snapshot(
-            self.config.data_dir, contract, ef=self.config.ef, threshold=threshold
+        recovered = open_store(
+            data_dir,
+            contract,
+            m=self.config.m,
+            ef_construction=self.config.ef_construction,
+            ef=self.config.ef,
+            threshold=threshold,
         )
-        if loaded is None:
-            self._index = FaceIndex(
-                contract,
-                m=self.config.m,
-                ef_construction=self.config.ef_construction,
-                ef=self.config.ef,
-                threshold=threshold,
-            )
-            log.info("no snapshot in %s: starting an empty index", self.config.data_dir)
-        else:
-            self._index, self.snapshot = loaded
+        if not recovered.snapshot:
+            log.info("no snapshot in %s: starting from the WAL alone", data_dir)
+        self.snapshot, self.recovery = recovered.snapshot, recovered.report
+        # Replayed changes are durable in the WAL already; a save is not due for them.
+        self._saved_version = recovered.index.version
+        self._wal, self._index = recovered.wal, recovered.index
+
+    def _lock_data_dir(self, data_dir: Path) -> None:
+        """One server per data directory: two appending to one WAL would corrupt it."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FailedPrecondition(
+                f"another fsserver is using the data directory {data_dir}"
+            ) from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Close the WAL and release the data directory (the server has stopped)."""
+        if self._wal is not None:
+            self._wal.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
 
     def contract(self) -> EmbeddingContract:
         if self._embedder is not None:
@@ -115,11 +155,12 @@ class Engine:
                 f"this server is vector-only (dim {self.config.dim}, no face model): "
                 "send vectors, not images"
             )
-        decoded = decode_image(image, self.config.max_image_side)
+        decoded = decode_image(image, self.config.max_image_side, self.config.max_image_pixels)
         return self._embedder.embed(decoded)
 
     def embed(self, image: bytes) -> Embedding:
-        faces = self._faces(image)
+        with self.embed_queue.admit(wait=False):
+            faces = self._faces(image)
         if not faces:
             raise FailedPrecondition("no face was found in the image")
         assert self._embedder is not None  # _faces refused a vector-only server
@@ -135,8 +176,14 @@ class Engine:
                 "embeddings, which are not comparable"
             )
 
-    def add(self, items: Sequence[AddItem], vector_model: str = "") -> list[AddResult]:
-        """Store a batch; each item gets its id or its own error, never the whole batch's."""
+    def add(
+        self, items: Sequence[AddItem], vector_model: str = "", alive: Alive = always_alive
+    ) -> list[AddResult]:
+        """Store a batch; each item gets its id or its own error, never the whole batch's.
+
+        When this returns, the stored items are in the WAL, fsynced. If the client goes away
+        while the batch's images are embedded, nothing of it is stored (Cancelled).
+        """
         index = self.index
         self.check_vector_model(vector_model)
         if len(items) > self.config.max_batch_items:
@@ -144,31 +191,59 @@ class Engine:
                 f"a batch holds {len(items)} items; the limit is {self.config.max_batch_items} "
                 "(--max-batch-items)"
             )
+        has_images = any(item.image is not None for item in items)
+        with self.embed_queue.admit(wait=True, alive=alive) if has_images else nullcontext():
+            prepared = self._prepare(items, alive)
         results: list[AddResult] = []
         entries: list[Entry] = []
         waiting: list[tuple[int, DetectedFace | None, int]] = []  # result slot, face, faces
-        for item in items:
-            try:
-                vector, subject, faces_found = self._item_vector(item)
-            except FaceSearchError as error:
-                results.append(AddResult(id=None, error=item_error(error)))
+        for item, outcome in zip(items, prepared, strict=True):
+            if isinstance(outcome, FaceSearchError):
+                results.append(AddResult(id=None, error=item_error(outcome)))
                 continue
-            except Exception as error:  # a model failure on one odd image spares the stream
-                log.exception("embedding item %d of a batch failed", len(results))
-                failure = FaceSearchError(f"embedding failed: {error}")
-                results.append(AddResult(id=None, error=item_error(failure)))
-                continue
+            vector, subject, faces_found = outcome
             thumbnail = subject.thumbnail if subject else b""
             entries.append(Entry(vector, item.id, Record(item.label, item.metadata, thumbnail)))
             waiting.append((len(results), subject, faces_found))
             results.append(AddResult(id=None))  # filled in once the index has stored it
-        for (slot, subject, faces_found), outcome in zip(waiting, index.add(entries), strict=True):
-            if isinstance(outcome, FaceSearchError):
-                results[slot] = AddResult(id=None, error=item_error(outcome))
+        for (slot, subject, faces_found), stored in zip(waiting, index.add(entries), strict=True):
+            if isinstance(stored, FaceSearchError):
+                results[slot] = AddResult(id=None, error=item_error(stored))
             else:
                 face = subject.face if subject else None
-                results[slot] = AddResult(id=outcome, face=face, faces_found=faces_found)
+                results[slot] = AddResult(id=stored, face=face, faces_found=faces_found)
         return results
+
+    def _prepare(
+        self, items: Sequence[AddItem], alive: Alive
+    ) -> list[tuple[FloatArray, DetectedFace | None, int] | FaceSearchError]:
+        prepared: list[tuple[FloatArray, DetectedFace | None, int] | FaceSearchError] = []
+        for position, item in enumerate(items):
+            if item.image is not None and not alive():
+                log.info(
+                    "Add: the client went away after %d of %d items; the batch is not stored",
+                    position,
+                    len(items),
+                )
+                raise Cancelled("the client cancelled or its deadline passed")
+            try:
+                self._check_sizes(item)
+                prepared.append(self._item_vector(item))
+            except FaceSearchError as error:
+                prepared.append(error)
+            except Exception as error:  # a model failure on one odd image spares the stream
+                log.exception("embedding item %d of a batch failed", position)
+                prepared.append(FaceSearchError(f"embedding failed: {error}"))
+        return prepared
+
+    def _check_sizes(self, item: AddItem) -> None:
+        for what, text, limit, flag in (
+            ("label", item.label, self.config.max_label_bytes, "--max-label-bytes"),
+            ("metadata", item.metadata, self.config.max_metadata_bytes, "--max-metadata-bytes"),
+        ):
+            size = len(text.encode("utf-8"))
+            if size > limit:
+                raise InvalidArgument(f"the {what} is {size} bytes; the limit is {limit} ({flag})")
 
     def _item_vector(self, item: AddItem) -> tuple[FloatArray, DetectedFace | None, int]:
         """The vector to store, and for images the enrolled face and how many were found."""
@@ -193,18 +268,22 @@ class Engine:
         k: int,
         ef: int | None = None,
         vector_model: str = "",
+        alive: Alive = always_alive,
     ) -> QueryResult:
         index = self.index
         if not 1 <= k <= self.config.max_k:
-            raise InvalidArgument(f"k must be between 1 and {self.config.max_k}, not {k}")
-        if ef is not None and ef < 1:
-            raise InvalidArgument(f"ef must be at least 1, not {ef}")
+            raise InvalidArgument(f"k must be between 1 and {self.config.max_k} (--max-k), not {k}")
+        if ef is not None and not 1 <= ef <= MAX_EF:
+            raise InvalidArgument(f"ef must be between 1 and {MAX_EF}, not {ef}")
         embed_seconds = 0.0
         faces = None
         if image is not None:
-            started = time.perf_counter()
-            detected = self._faces(image)
-            embed_seconds = time.perf_counter() - started
+            with self.embed_queue.admit(wait=False):
+                started = time.perf_counter()
+                detected = self._faces(image)
+                embed_seconds = time.perf_counter() - started
+            if not alive():
+                raise Cancelled("the client cancelled or its deadline passed")
             if not detected:
                 raise FailedPrecondition("no face was found in the query image")
             faces = [d.face for d in detected]
@@ -240,11 +319,24 @@ class Engine:
         return self._index is not None and self._index.version != self._saved_version
 
     def save(self) -> SaveResult:
+        """Compact first if enough is deleted, then write a snapshot and trim the WAL."""
         with self._save_lock:  # one snapshot at a time; numbering stays sequential
-            version = self.index.version
-            result = save_snapshot(self.index, Path(self.config.data_dir))
+            index = self.index
+            stored = index.count + index.deleted_count
+            if stored and index.deleted_count / stored >= self.config.compact_deleted_share:
+                self.compact()
+            version = index.version
+            result = save_snapshot(index, Path(self.config.data_dir))
             self.snapshot, self._saved_version = result.snapshot, version
             return result
+
+    def compact(self) -> CompactResult:
+        started = time.perf_counter()
+        removed = self.index.compact()
+        seconds = time.perf_counter() - started
+        if removed:
+            log.info("compacted: %d deleted items dropped in %.2fs", removed, seconds)
+        return CompactResult(removed=removed, count=self.index.count, seconds=seconds)
 
     def stats(self) -> Stats:
         index = self.index
@@ -261,4 +353,8 @@ class Engine:
             threshold=index.threshold or 0.0,
             normalization=contract.normalization,
             snapshot=self.snapshot,
+            wal_replayed=self.recovery.replayed,
+            wal_dropped=self.recovery.dropped,
+            wal_bytes=self._wal.size_bytes if self._wal else 0,
+            embed_queue=self.embed_queue.depth,
         )

@@ -35,3 +35,9 @@ class Unavailable(FaceSearchError):
 
 class ContractMismatch(FailedPrecondition):
     """A snapshot or request made under another embedding contract."""
+
+
+class Cancelled(FaceSearchError):
+    """The client cancelled the call or its deadline passed; the work was abandoned."""
+
+    code, number = "CANCELLED", 1

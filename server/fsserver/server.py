@@ -15,11 +15,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
-from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsserver.config import Config
 from fsserver.embedder import Embedder
 from fsserver.engine import Engine
-from fsserver.service import FaceSearchService
+from fsserver.service import FaceSearchService, add_to_server
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,9 @@ class FaceSearchServer:
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
+            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
-        pb_grpc.add_FaceSearchServicer_to_server(FaceSearchService(self.engine), self._server)
+        add_to_server(FaceSearchService(self.engine), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
@@ -75,6 +75,7 @@ class FaceSearchServer:
             self.engine.load()
         except BaseException:
             self._server.stop(None)
+            self.engine.close()
             raise
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         stats = self.engine.stats()
@@ -96,8 +97,11 @@ class FaceSearchServer:
         self._stopped.set()
         self._health.enter_graceful_shutdown()
         self._server.stop(grace).wait()
-        if save and self.engine.unsaved_changes:
-            self.engine.save()
+        try:
+            if save and self.engine.unsaved_changes:
+                self.engine.save()
+        finally:
+            self.engine.close()
 
     def wait(self) -> None:
         self._server.wait_for_termination()

@@ -1,6 +1,9 @@
 """The gRPC servicer: wire messages ↔ engine calls, domain errors ↔ status codes.
 
-Conversion goes through fsclient.convert; the engine never sees a _pb2 type.
+Conversion goes through fsclient.convert; the engine never sees a _pb2 type. Requests are
+parsed leniently: gRPC answers INTERNAL for a request it cannot parse (e.g. a string field
+holding bad UTF-8), which would blame the server for a client's mistake, so a parse
+failure becomes a stand-in that the handler answers with INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from fsclient import convert
 from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
 from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsserver.engine import Engine
-from fsserver.errors import FaceSearchError
+from fsserver.errors import FaceSearchError, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +41,57 @@ def _statuses(context: grpc.ServicerContext, rpc: str) -> Iterator[None]:
         context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed on the server")
 
 
+class Malformed:
+    """Stands in for a request message that could not be parsed."""
+
+    def __init__(self, type_name: str, error: DecodeError) -> None:
+        self.reason = f"the {type_name} message cannot be parsed: {error}"
+
+
+def _lenient(message_class: type[Message]) -> Callable[[bytes], Message | Malformed]:
+    def parse(data: bytes) -> Message | Malformed:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as error:
+            return Malformed(message_class.DESCRIPTOR.name, error)
+
+    return parse
+
+
+def _parsed(request: Any) -> Any:
+    if isinstance(request, Malformed):
+        raise InvalidArgument(request.reason)
+    return request
+
+
 def _unary(handler: Handler) -> Handler:
     @functools.wraps(handler)
     def wrapper(self: FaceSearchService, request: Any, context: grpc.ServicerContext) -> Any:
         with _statuses(context, handler.__name__):
-            return handler(self, request, context)
+            return handler(self, _parsed(request), context)
 
     return wrapper  # type: ignore[return-value]
+
+
+def add_to_server(service: FaceSearchService, server: grpc.Server) -> None:
+    """Register every FaceSearch method, as the generated helper does, but parsing leniently."""
+    descriptor = pb.DESCRIPTOR.services_by_name["FaceSearch"]
+    handlers = {}
+    for method in descriptor.methods:
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        make = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = make(
+            getattr(service, method.name),
+            request_deserializer=_lenient(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(descriptor.full_name, handlers),)
+    )
 
 
 class FaceSearchService(pb_grpc.FaceSearchServicer):
@@ -59,8 +107,9 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
     ) -> Iterator[pb.AddResponse]:
         with _statuses(context, "Add"):
             for request in requests:
+                request = _parsed(request)
                 items = [convert.add_item_from_pb(item) for item in request.items]
-                results = self.engine.add(items, request.vector_model)
+                results = self.engine.add(items, request.vector_model, context.is_active)
                 yield pb.AddResponse(results=[convert.add_result_to_pb(r) for r in results])
 
     @_unary
@@ -73,6 +122,7 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
             k=request.k,
             ef=request.ef if request.HasField("ef") else None,
             vector_model=request.vector_model,
+            alive=context.is_active,
         )
         return convert.query_result_to_pb(result)
 
@@ -87,6 +137,12 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
     @_unary
     def Save(self, request: pb.SaveRequest, context: grpc.ServicerContext) -> pb.SaveResponse:
         return convert.save_result_to_pb(self.engine.save())
+
+    @_unary
+    def Compact(
+        self, request: pb.CompactRequest, context: grpc.ServicerContext
+    ) -> pb.CompactResponse:
+        return convert.compact_result_to_pb(self.engine.compact())
 
     @_unary
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:

@@ -2,13 +2,18 @@
 
 Ids are uint64 and stable; labels and metadata live in a sparse dict (only items that have
 them), so a million unlabelled padding vectors cost nothing beyond Voyager's own memory.
+
+With a write-ahead log attached, every add and delete is appended and fsynced before it
+is applied, all under one mutation lock, so the log's order is the index's order and a
+replay rebuilds exactly what clients were told was stored.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,10 +23,14 @@ from fsclient.types import FloatArray, Item, Neighbor
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError, InvalidArgument, NotFound, ResourceExhausted
 from fsserver.store.rwlock import ReadWriteLock
+from fsserver.store.wal import AddRecord, DeleteRecord, WalRecord, WriteAheadLog
+
+log = logging.getLogger(__name__)
 
 MAX_ID = 2**64 - 1
 _SPACES = {"euclidean": voyager.Space.Euclidean, "cosine": voyager.Space.Cosine}
 _STORAGES = {"float32": voyager.StorageDataType.Float32, "e4m3": voyager.StorageDataType.E4M3}
+E4M3_MAX = 448.0  # the largest finite 8-bit float (E4M3) Voyager stores
 # Grow capacity in big steps: a resize locks queries out, so it should be rare.
 _MIN_CAPACITY = 1024
 
@@ -57,6 +66,7 @@ class FaceIndex:
         voyager_index: voyager.Index | None = None,
         records: dict[int, Record] | None = None,
         deleted: Iterable[int] = (),
+        next_id: int = 0,
     ) -> None:
         self.contract = contract
         self.default_ef = ef
@@ -71,10 +81,15 @@ class FaceIndex:
         )
         self._records: dict[int, Record] = records or {}
         self._deleted: set[int] = set(deleted)
-        self._next_id = max((int(i) for i in self._index.ids), default=-1) + 1
+        # Persisted, so an id freed by delete and compaction is never handed out again.
+        self._next_id = max(next_id, max((int(i) for i in self._index.ids), default=-1) + 1)
         self.version = 0  # bumped by every change, so callers can tell if a save is due
-        self._lock = ReadWriteLock()  # queries/inserts read; resize/delete write
-        self._mutation = threading.Lock()  # one add, delete or save at a time
+        self._lock = ReadWriteLock()  # queries/inserts read; resize/delete/swap write
+        self._mutation = threading.Lock()  # one add, delete or snapshot at a time
+        self.wal: WriteAheadLog | None = None
+        # While a compaction rebuilds the graph, changes are also queued for the new one.
+        self._pending: list[WalRecord] | None = None
+        self._compaction = threading.Lock()
 
     # ---- facts -----------------------------------------------------------------------
 
@@ -90,13 +105,21 @@ class FaceIndex:
     def voyager_index(self) -> voyager.Index:
         return self._index
 
+    @property
+    def next_id(self) -> int:
+        return self._next_id
+
     def __contains__(self, id: int) -> bool:
         return 0 <= id <= MAX_ID and id in self._index and id not in self._deleted
 
     # ---- writes ----------------------------------------------------------------------
 
     def validate_vector(self, vector: FloatArray) -> FloatArray:
-        """The vector as a writable float32 row, or InvalidArgument saying what is wrong."""
+        """The vector as a writable float32 row, or InvalidArgument saying what is wrong.
+
+        Everything Voyager would refuse or mangle is refused here, before the WAL sees it:
+        a logged change must always replay.
+        """
         array = np.array(vector, dtype=np.float32).ravel()  # a copy: Voyager needs writable
         if array.size != self.contract.dim:
             raise InvalidArgument(
@@ -104,17 +127,37 @@ class FaceIndex:
             )
         if not np.isfinite(array).all():
             raise InvalidArgument("vector contains NaN or Inf")
-        if self.contract.space == "cosine" and not array.any():
-            raise InvalidArgument("a zero vector has no direction in cosine space")
+        with np.errstate(over="ignore", under="ignore"):
+            squared_norm = float(np.dot(array, array))  # in float32, as Voyager computes
+        if not np.isfinite(squared_norm):
+            raise InvalidArgument(
+                "vector is too large: its squared length overflows float32, so no distance "
+                "to it could be computed"
+            )
+        if self.contract.space == "cosine" and squared_norm == 0.0:
+            raise InvalidArgument(
+                "a zero (or vanishingly small) vector has no direction in cosine space"
+            )
+        if self.contract.storage == "e4m3" and self.contract.space != "cosine":
+            # Cosine vectors are normalised before quantising; raw ones must fit E4M3.
+            largest = float(np.abs(array).max())
+            if largest > E4M3_MAX:
+                raise InvalidArgument(
+                    f"vector has a component of magnitude {largest:g}; this index stores "
+                    f"E4M3 floats, which hold at most ±{E4M3_MAX:g}"
+                )
         return array
 
     def add(self, entries: Sequence[Entry]) -> list[int | FaceSearchError]:
-        """Store entries in one Voyager call; per entry its id or its own error."""
+        """Store entries in one Voyager call; per entry its id or its own error.
+
+        With a WAL, the accepted entries are logged and fsynced first: when this returns,
+        they survive a crash. An OSError from the log fails the whole call, storing nothing.
+        """
         outcomes: list[int | FaceSearchError] = []
         with self._mutation:
             seen: set[int] = set()
-            ids: list[int] = []
-            rows: list[FloatArray] = []
+            accepted: list[Entry] = []
             for entry in entries:
                 try:
                     id = self._claim_id(entry.id, seen)
@@ -122,18 +165,78 @@ class FaceIndex:
                     outcomes.append(error)
                     continue
                 seen.add(id)
-                ids.append(id)
-                rows.append(entry.vector)
+                accepted.append(entry)
                 outcomes.append(id)
-                # Records first: a concurrent query that finds the vector finds its label.
-                if entry.record != NO_RECORD:
-                    self._records[id] = entry.record
+            if accepted:
+                ids = [o for o in outcomes if isinstance(o, int)]
+                record = AddRecord(
+                    lsn=0,
+                    ids=np.array(ids, dtype=np.uint64),
+                    vectors=np.stack([e.vector for e in accepted]),
+                    labels=[e.record.label for e in accepted],
+                    metadata=[e.record.metadata for e in accepted],
+                    thumbnails=[e.record.thumbnail for e in accepted],
+                )
+                if self.wal is not None:
+                    self.wal.append_add(
+                        ids, record.vectors, record.labels, record.metadata, record.thumbnails
+                    )
+                self._apply_or_unlog(record)
+        return outcomes
+
+    def replay(self, record: WalRecord) -> None:
+        """Apply a logged change at start-up (it was validated before it was logged)."""
+        with self._mutation:
+            if isinstance(record, AddRecord):
+                top = int(record.ids.max()) if len(record.ids) else -1
+                self._next_id = max(self._next_id, top + 1)
+            self._apply(record)
+
+    def _apply_or_unlog(self, record: WalRecord) -> None:
+        """Apply a change just logged; if that fails, take it back out of the log too.
+
+        Validation should make this never fail, but a record the index cannot apply must
+        not stay in the log, where it would stop every later start-up.
+        """
+        try:
+            self._apply(record)
+        except Exception:
+            if self.wal is not None:
+                self.wal.drop_last()
+            raise
+
+    def _apply(self, record: WalRecord) -> None:
+        """Make a change visible; the caller holds the mutation lock."""
+        if isinstance(record, AddRecord):
+            ids = record.ids.tolist()
+            before = {id: self._records.get(id) for id in ids}
+            # Records first: a concurrent query that finds the vector finds its label.
+            for id, label, metadata, thumbnail in zip(
+                ids, record.labels, record.metadata, record.thumbnails, strict=True
+            ):
+                if label or metadata or thumbnail:
+                    self._records[id] = Record(label, metadata, thumbnail)
                 else:
                     self._records.pop(id, None)
-            if ids:
-                self._insert(np.stack(rows), ids)
-                self.version += 1
-        return outcomes
+            try:
+                _insert(self._index, self._deleted, self._lock, record.vectors, ids)
+            except Exception:
+                for id, old in before.items():
+                    if old is None:
+                        self._records.pop(id, None)
+                    else:
+                        self._records[id] = old
+                raise
+        else:
+            live = [i for i in record.ids.tolist() if i in self]
+            with self._lock.write():
+                for id in live:
+                    self._index.mark_deleted(id)
+                    self._deleted.add(id)
+                    self._records.pop(id, None)
+        if self._pending is not None:
+            self._pending.append(record)
+        self.version += 1
 
     def _claim_id(self, requested: int | None, seen: set[int]) -> int:
         if requested is None:
@@ -147,21 +250,8 @@ class FaceIndex:
         self._next_id = max(self._next_id, requested + 1)
         return requested
 
-    def _insert(self, matrix: FloatArray, ids: list[int]) -> None:
-        revived = [i for i in ids if i in self._deleted]
-        needed = len(self._index) + len(ids)
-        if needed > self._index.max_elements or revived:
-            with self._lock.write():
-                if needed > self._index.max_elements:
-                    self._index.resize(max(needed, 2 * self._index.max_elements))
-                for id in revived:
-                    self._index.unmark_deleted(id)
-                    self._deleted.discard(id)
-        with self._lock.read():
-            self._index.add_items(matrix, ids=ids)
-
     def delete(self, ids: Sequence[int]) -> int:
-        """Delete all of ids, or none: NotFound names the unknown ones."""
+        """Delete all of ids, or none: NotFound names the unknown ones. Logged first."""
         with self._mutation:
             unique = list(dict.fromkeys(ids))
             missing = [i for i in unique if i not in self]
@@ -169,13 +259,66 @@ class FaceIndex:
                 shown = ", ".join(str(i) for i in missing[:10])
                 more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
                 raise NotFound(f"no item with id {shown}{more}; nothing was deleted")
-            with self._lock.write():
-                for id in unique:
-                    self._index.mark_deleted(id)
-                    self._deleted.add(id)
-                    self._records.pop(id, None)
-            self.version += 1
+            if self.wal is not None:
+                self.wal.append_delete(unique)
+            self._apply_or_unlog(DeleteRecord(lsn=0, ids=np.array(unique, dtype=np.uint64)))
         return len(unique)
+
+    # ---- compaction ------------------------------------------------------------------
+
+    def compact(self) -> int:
+        """Rebuild the graph without deleted items, reclaiming their memory; ids stay.
+
+        Queries, adds and deletes go on while the new graph is built: changes made
+        meanwhile are queued and applied to it before it replaces the old one. Returns how
+        many deleted items were dropped.
+        """
+        with self._compaction:
+            with self._mutation:
+                dropped = len(self._deleted)
+                if not dropped:
+                    return 0
+                live = [i for i in self._index.ids if i not in self._deleted]
+                vectors = np.asarray(self._index.get_vectors(live), dtype=np.float32)
+                self._pending = []
+            try:
+                index = self._empty_like(max(len(live), _MIN_CAPACITY))
+                if live:
+                    index.add_items(vectors, ids=live)
+                del vectors
+                with self._mutation:
+                    deleted: set[int] = set()
+                    for record in self._pending:
+                        if isinstance(record, AddRecord):
+                            _insert(index, deleted, None, record.vectors, record.ids.tolist())
+                        else:
+                            for id in record.ids.tolist():
+                                if id in index and id not in deleted:
+                                    index.mark_deleted(id)
+                                    deleted.add(id)
+                    with self._lock.write():
+                        self._index, self._deleted = index, deleted
+                    self.version += 1
+                    log.info(
+                        "compaction: %d deleted items dropped, %d changes made during the "
+                        "rebuild carried over",
+                        dropped,
+                        len(self._pending),
+                    )
+            finally:
+                self._pending = None
+        return dropped
+
+    def _empty_like(self, capacity: int) -> voyager.Index:
+        old = self._index
+        return voyager.Index(
+            old.space,
+            num_dimensions=old.num_dimensions,
+            M=old.M,
+            ef_construction=old.ef_construction,
+            max_elements=capacity,
+            storage_data_type=old.storage_data_type,
+        )
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -242,3 +385,24 @@ class FaceIndex:
     @property
     def deleted(self) -> set[int]:
         return self._deleted
+
+
+def _insert(
+    index: voyager.Index,
+    deleted: set[int],
+    lock: ReadWriteLock | None,
+    matrix: FloatArray,
+    ids: list[int],
+) -> None:
+    """Add or replace rows; grows capacity and revives deleted ids under the write lock."""
+    revived = [i for i in ids if i in deleted]
+    needed = len(index) + len(ids)
+    if needed > index.max_elements or revived:
+        with lock.write() if lock else nullcontext():
+            if needed > index.max_elements:
+                index.resize(max(needed, 2 * index.max_elements))
+            for id in revived:
+                index.unmark_deleted(id)
+                deleted.discard(id)
+    with lock.read() if lock else nullcontext():
+        index.add_items(matrix, ids=ids)

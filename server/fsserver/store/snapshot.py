@@ -8,9 +8,13 @@
 
 A snapshot is written into a hidden temp directory, every file and the directory fsynced,
 then renamed to its number (rename is atomic) and the parent fsynced; so a directory with a
-number is always complete. Loading takes the newest one and checks every checksum; a
-corrupt newest snapshot stops the server with the file's name rather than silently loading
-older data (move it aside to fall back to the previous one, which is kept).
+number is always complete. Only then is the write-ahead log trimmed, and only of records the
+*older* kept snapshot holds too. The manifest records the last WAL LSN the snapshot holds.
+
+Loading takes the newest snapshot and checks every checksum. A corrupt one is renamed
+`<number>.corrupt` (kept for inspection, logged with the file that failed) and the previous
+snapshot is loaded instead; the WAL still holds every change since that one, so nothing
+acknowledged is lost. Only when no snapshot is intact does the server refuse to start.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +76,7 @@ def _sha256(path: Path) -> str:
 
 
 def save_snapshot(index: FaceIndex, data_dir: Path) -> SaveResult:
+    """Write a snapshot of index, then trim its WAL; a crash at any step loses nothing."""
     started = time.perf_counter()
     root = data_dir / SNAPSHOTS_DIR
     root.mkdir(parents=True, exist_ok=True)
@@ -82,6 +88,9 @@ def save_snapshot(index: FaceIndex, data_dir: Path) -> SaveResult:
     temp = root / f".tmp-{final.name}-{os.getpid()}"
     temp.mkdir()
     with index.frozen():
+        # Later changes go to a new WAL segment, so this one can go once it is covered.
+        wal_lsn = index.wal.rotate() if index.wal else 0
+        next_id = index.next_id
         index.voyager_index.save(str(temp / INDEX_FILE))
         with (temp / RECORDS_FILE).open("w", encoding="utf-8") as f:
             for id, record in index.records.items():
@@ -100,6 +109,8 @@ def save_snapshot(index: FaceIndex, data_dir: Path) -> SaveResult:
         "contract": index.contract.to_dict(),
         "count": count,
         "deleted": deleted,
+        "wal_lsn": wal_lsn,
+        "next_id": next_id,
         "created_unix": time.time(),
         "files": files,
     }
@@ -111,6 +122,15 @@ def save_snapshot(index: FaceIndex, data_dir: Path) -> SaveResult:
     _fsync(root)
     for old in snapshot_dirs(data_dir)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
+    kept = snapshot_dirs(data_dir)
+    if index.wal is not None and len(kept) >= 2:
+        # Keep what the older kept snapshot lacks: it is the fallback if this one rots.
+        # (With one snapshot the log is kept whole: an empty index is the fallback.)
+        try:
+            oldest = json.loads((kept[0] / MANIFEST_FILE).read_text())
+            index.wal.trim(int(oldest.get("wal_lsn", 0)))
+        except (OSError, ValueError) as error:
+            log.warning("WAL not trimmed: the oldest snapshot's manifest is unreadable (%s)", error)
     size = sum(f["bytes"] for f in files.values()) + (final / MANIFEST_FILE).stat().st_size
     seconds = time.perf_counter() - started
     log.info("saved snapshot %s: %d items, %d bytes in %.2fs", final.name, count, size, seconds)
@@ -127,27 +147,61 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         raise SnapshotCorrupt(f"snapshot manifest {path} is unreadable: {error}") from None
     if manifest.get("format") != FORMAT:
         raise SnapshotCorrupt(f"{path} has format {manifest.get('format')!r}, not {FORMAT!r}")
-    for name, expected in manifest["files"].items():
+    try:
+        files = {name: str(expected["sha256"]) for name, expected in manifest["files"].items()}
+        EmbeddingContract.from_dict(manifest["contract"])
+        int(manifest["count"])
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise SnapshotCorrupt(f"snapshot manifest {path} is incomplete: {error!r}") from None
+    for name, sha256 in files.items():
         file = directory / name
         if not file.is_file():
             raise SnapshotCorrupt(f"snapshot file {file} is missing")
-        if _sha256(file) != expected["sha256"]:
+        if _sha256(file) != sha256:
             raise SnapshotCorrupt(f"snapshot file {file} fails its checksum (corrupt)")
     return manifest
 
 
+@dataclass(frozen=True)
+class LoadedSnapshot:
+    index: FaceIndex
+    name: str  # relative to the data directory
+    wal_lsn: int  # the last WAL record it holds
+
+
 def load_snapshot(
     data_dir: Path, contract: EmbeddingContract, **index_options: Any
-) -> tuple[FaceIndex, str] | None:
-    """The newest snapshot as a FaceIndex, or None when the directory has none.
+) -> LoadedSnapshot | None:
+    """The newest intact snapshot, or None when the directory has none.
 
-    Raises ContractMismatch when it was built under another embedding contract, and
-    SnapshotCorrupt when a file is missing or fails its checksum.
+    A corrupt snapshot is renamed aside and the one before it loaded. Raises
+    ContractMismatch when a snapshot was built under another embedding contract, and
+    SnapshotCorrupt when snapshots exist but none is intact.
     """
-    snapshots = snapshot_dirs(data_dir)
-    if not snapshots:
-        return None
-    directory = snapshots[-1]
+    failures: list[SnapshotCorrupt] = []
+    for directory in reversed(snapshot_dirs(data_dir)):
+        try:
+            loaded = _load(directory, data_dir, contract, index_options)
+        except SnapshotCorrupt as error:
+            failures.append(error)
+            aside = directory.with_name(f"{directory.name}.corrupt")
+            directory.rename(aside)
+            log.error("%s; moved it to %s and trying the one before it", error, aside.name)
+            continue
+        if failures:
+            log.warning(
+                "loaded the older snapshot %s; the WAL replays what came after", loaded.name
+            )
+        return loaded
+    if failures:
+        said = "; ".join(str(f) for f in failures)
+        raise SnapshotCorrupt(f"no intact snapshot in {data_dir / SNAPSHOTS_DIR}: {said}")
+    return None
+
+
+def _load(
+    directory: Path, data_dir: Path, contract: EmbeddingContract, index_options: dict[str, Any]
+) -> LoadedSnapshot:
     manifest = _read_manifest(directory)
     stored = EmbeddingContract.from_dict(manifest["contract"])
     differences = stored.differences(contract)
@@ -158,20 +212,30 @@ def load_snapshot(
             f"this server's flags ({said}, snapshot vs flags); start with matching flags or "
             "another --data-dir"
         )
-    voyager_index = voyager.Index.load(str(directory / INDEX_FILE))
-    records = {}
-    with (directory / RECORDS_FILE).open(encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            thumbnail = base64.b64decode(row["thumbnail"]) if "thumbnail" in row else b""
-            records[int(row["id"])] = Record(row["label"], row["metadata"], thumbnail)
-    deleted = [int(i) for i in json.loads((directory / DELETED_FILE).read_text())]
+    try:
+        voyager_index = voyager.Index.load(str(directory / INDEX_FILE))
+        records = {}
+        with (directory / RECORDS_FILE).open(encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                thumbnail = base64.b64decode(row["thumbnail"]) if "thumbnail" in row else b""
+                records[int(row["id"])] = Record(row["label"], row["metadata"], thumbnail)
+        deleted = [int(i) for i in json.loads((directory / DELETED_FILE).read_text())]
+    except (ValueError, KeyError, RuntimeError, OSError) as error:  # checksums held, yet
+        raise SnapshotCorrupt(f"snapshot {directory} cannot be read: {error}") from None
     index = FaceIndex(
-        contract, voyager_index=voyager_index, records=records, deleted=deleted, **index_options
+        contract,
+        voyager_index=voyager_index,
+        records=records,
+        deleted=deleted,
+        next_id=int(manifest.get("next_id", 0)),
+        **index_options,
     )
     if index.count != manifest["count"]:
         raise SnapshotCorrupt(
             f"snapshot {directory} holds {index.count} items, its manifest says {manifest['count']}"
         )
     log.info("loaded snapshot %s: %d items", directory.name, index.count)
-    return index, str(directory.relative_to(data_dir))
+    return LoadedSnapshot(
+        index, str(directory.relative_to(data_dir)), int(manifest.get("wal_lsn", 0))
+    )

@@ -69,6 +69,11 @@ class FaceSearchStub:
                 request_serializer=facesearch_dot_v1_dot_facesearch__pb2.StatsRequest.SerializeToString,
                 response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.Compact = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/Compact',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.CompactRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.CompactResponse.FromString,
+                _registered_method=True)
 
 
 class FaceSearchServicer:
@@ -125,6 +130,15 @@ class FaceSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Compact(self, request, context):
+        """Rebuilds the index without deleted items, reclaiming their memory. Ids are
+        unchanged; queries, adds and deletes go on meanwhile. Save does it too once
+        the deleted share passes the server's --compact-deleted-share.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FaceSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +176,11 @@ def add_FaceSearchServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.StatsRequest.FromString,
                     response_serializer=facesearch_dot_v1_dot_facesearch__pb2.StatsResponse.SerializeToString,
+            ),
+            'Compact': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compact,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.CompactRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.CompactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +372,33 @@ class FaceSearch:
             '/facesearch.v1.FaceSearch/Stats',
             facesearch_dot_v1_dot_facesearch__pb2.StatsRequest.SerializeToString,
             facesearch_dot_v1_dot_facesearch__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/Compact',
+            facesearch_dot_v1_dot_facesearch__pb2.CompactRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.CompactResponse.FromString,
             options,
             channel_credentials,
             insecure,

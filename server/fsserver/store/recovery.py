@@ -1,0 +1,58 @@
+"""Start-up: the newest intact snapshot, then every WAL record after it.
+
+If every snapshot is corrupt but the WAL still reaches back to its first record (it is
+only trimmed once two snapshots exist), the index is rebuilt from the WAL alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fsserver.contract import EmbeddingContract
+from fsserver.store.index import FaceIndex
+from fsserver.store.snapshot import SnapshotCorrupt, load_snapshot
+from fsserver.store.wal import RecoveryReport, WriteAheadLog
+
+log = logging.getLogger(__name__)
+
+WAL_DIR = "wal"
+
+
+@dataclass
+class Recovered:
+    index: FaceIndex  # with its WAL attached, ready for writes
+    wal: WriteAheadLog
+    snapshot: str  # the snapshot loaded, relative to the data directory ("" if none)
+    report: RecoveryReport
+
+
+def open_store(data_dir: Path, contract: EmbeddingContract, **index_options: Any) -> Recovered:
+    wal = WriteAheadLog(data_dir / WAL_DIR, contract)
+    try:
+        loaded = load_snapshot(data_dir, contract, **index_options)
+    except SnapshotCorrupt as error:
+        segments = wal.segments()
+        if not segments or segments[0][0] != 1:
+            raise
+        log.error("%s; the WAL holds every change, so the index is rebuilt from it", error)
+        loaded = None
+    index = loaded.index if loaded else FaceIndex(contract, **index_options)
+    report = RecoveryReport()
+    started = time.perf_counter()
+    for record in wal.recover(loaded.wal_lsn if loaded else 0, report):
+        index.replay(record)
+    if report.replayed or report.dropped:
+        log.info(
+            "replayed %d WAL record(s) in %.2fs (%d already in the snapshot, %d dropped): %d items",
+            report.replayed,
+            time.perf_counter() - started,
+            report.skipped,
+            report.dropped,
+            index.count,
+        )
+    index.wal = wal
+    return Recovered(index, wal, loaded.name if loaded else "", report)
