@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -215,3 +216,26 @@ def test_one_data_directory_serves_one_server(
     start_server(data_dir=data, dim=DIM)
     with pytest.raises(FailedPrecondition, match="another fsserver is using the data directory"):
         start_server(data_dir=data, dim=DIM)
+
+
+def test_a_growing_wal_is_checkpointed_in_the_background(
+    start_server: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    server = start_server(data_dir=data, dim=128, checkpoint_wal_mb=1)
+    vectors = np.random.default_rng(0).normal(size=(6000, 128)).astype(np.float32)  # ~3 MB
+    with server.client() as client:
+        client.add_vectors(vectors, batch_size=500)
+        deadline = time.monotonic() + 60
+        while not client.stats().snapshot and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = client.stats()
+        assert stats.snapshot, "no checkpoint was taken"
+        assert stats.wal_bytes < vectors.nbytes  # the log was trimmed behind the snapshots
+    _crash(server)
+    again = start_server(data_dir=data, dim=128)
+    with again.client() as client:
+        stats = client.stats()
+        assert stats.count == 6000 and stats.snapshot
+        assert stats.wal_replayed < 12  # not the whole enrollment
+        np.testing.assert_array_equal(client.get(5999).vector, vectors[5999])

@@ -69,7 +69,7 @@ def test_validation_names_what_is_wrong() -> None:
         index.validate_vector(np.ones(3, np.float32))
     with pytest.raises(InvalidArgument, match="NaN or Inf"):
         index.validate_vector(np.full(DIM, np.inf, np.float32))
-    with pytest.raises(InvalidArgument, match="zero .* vector has no direction"):
+    with pytest.raises(InvalidArgument, match=r"zero .* vector has no direction"):
         index.validate_vector(np.zeros(DIM, np.float32))
     with pytest.raises(InvalidArgument, match="vanishingly small"):
         index.validate_vector(np.full(DIM, 1e-45, np.float32))

@@ -51,6 +51,9 @@ class Config:
     workers: int = 16
     # Save compacts first when this share of the stored vectors is deleted.
     compact_deleted_share: float = 0.25
+    # A snapshot is taken in the background once the WAL has grown this much since the
+    # last one, so a restart after a crash replays at most this much (0: never).
+    checkpoint_wal_mb: int = 256
     log_level: str = "INFO"
 
     @property
@@ -66,6 +69,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {text}")
     return value
 
 
@@ -121,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=d.max_concurrent_rpcs,
         help="calls in progress at once; more get RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
+        "--checkpoint-wal-mb",
+        type=_non_negative_int,
+        default=d.checkpoint_wal_mb,
+        help="save a snapshot in the background once the WAL grows this much (0: never)",
     )
     p.add_argument(
         "--compact-deleted-share",

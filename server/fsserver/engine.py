@@ -72,6 +72,7 @@ class Engine:
         self._save_lock = threading.Lock()
         self._wal: WriteAheadLog | None = None
         self._lock_fd: int | None = None
+        self._checkpointing = threading.Event()
 
     # ---- start-up --------------------------------------------------------------------
 
@@ -117,8 +118,9 @@ class Engine:
 
     def close(self) -> None:
         """Close the WAL and release the data directory (the server has stopped)."""
-        if self._wal is not None:
-            self._wal.close()
+        with self._save_lock:  # let a background checkpoint finish first
+            if self._wal is not None:
+                self._wal.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -206,7 +208,9 @@ class Engine:
             entries.append(Entry(vector, item.id, Record(item.label, item.metadata, thumbnail)))
             waiting.append((len(results), subject, faces_found))
             results.append(AddResult(id=None))  # filled in once the index has stored it
-        for (slot, subject, faces_found), stored in zip(waiting, index.add(entries), strict=True):
+        stored_outcomes = index.add(entries)
+        self._maybe_checkpoint()
+        for (slot, subject, faces_found), stored in zip(waiting, stored_outcomes, strict=True):
             if isinstance(stored, FaceSearchError):
                 results[slot] = AddResult(id=None, error=item_error(stored))
             else:
@@ -312,7 +316,35 @@ class Engine:
     def delete(self, ids: Sequence[int]) -> int:
         if not ids:
             raise InvalidArgument("delete needs at least one id")
-        return self.index.delete(ids)
+        if len(ids) > self.config.max_batch_items:
+            raise ResourceExhausted(
+                f"a delete names {len(ids)} ids; the limit is {self.config.max_batch_items} "
+                "(--max-batch-items)"
+            )
+        deleted = self.index.delete(ids)
+        self._maybe_checkpoint()
+        return deleted
+
+    def _maybe_checkpoint(self) -> None:
+        """Start a background snapshot once the WAL has grown past --checkpoint-wal-mb."""
+        limit = self.config.checkpoint_wal_mb * 1024 * 1024
+        if not limit or self._wal is None or self._wal.segment_bytes < limit:
+            return
+        if self._checkpointing.is_set():
+            return
+        self._checkpointing.set()
+        threading.Thread(target=self._checkpoint, name="checkpoint", daemon=True).start()
+
+    def _checkpoint(self) -> None:
+        try:
+            log.info(
+                "checkpoint: the WAL passed %d MB, saving a snapshot", self.config.checkpoint_wal_mb
+            )
+            self.save()
+        except Exception:
+            log.exception("checkpoint failed; the WAL keeps every change")
+        finally:
+            self._checkpointing.clear()
 
     @property
     def unsaved_changes(self) -> bool:

@@ -23,7 +23,8 @@ from fsclient.types import FloatArray, Item, Neighbor
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError, InvalidArgument, NotFound, ResourceExhausted
 from fsserver.store.rwlock import ReadWriteLock
-from fsserver.store.wal import AddRecord, DeleteRecord, WalRecord, WriteAheadLog
+from fsserver.store.wal import WriteAheadLog
+from fsserver.store.wal_records import AddRecord, DeleteRecord, WalRecord
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
 A segment starts with a header (magic, the embedding contract as JSON) and then holds
 records, each framed as
 
-    u32 body length | u32 CRC-32 of the body | body = u64 LSN | u8 kind | payload
+    u32 body length | u32 CRC-32 of the body | body (wal_records.py: LSN, kind, payload)
 
 LSNs (log sequence numbers) count records from 1 without gaps. A snapshot stores the last
 LSN it includes; start-up loads it and replays the records after it. Save starts a new
@@ -30,20 +30,22 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from fsclient.types import FloatArray
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import ContractMismatch, FaceSearchError
+from fsserver.store.wal_records import (
+    BODY_HEAD,
+    WalRecord,
+    decode,
+    encode_add,
+    encode_delete,
+)
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"FSWAL01\n"
 SUFFIX = ".wal"
 _FRAME = struct.Struct("<II")  # body length, crc32(body)
-_BODY_HEAD = struct.Struct("<QB")  # lsn, kind
-_COUNTS = struct.Struct("<II")  # items, dim
-ADD, DELETE = 1, 2
 # No legitimate record comes near this: a batch is bounded by --max-message-mb.
 _MAX_BODY = 1 << 31
 
@@ -56,25 +58,6 @@ class WalWriteFailed(FaceSearchError):
     """The change could not be made durable, so it was not made at all."""
 
     code, number = "UNAVAILABLE", 14
-
-
-@dataclass(frozen=True)
-class AddRecord:
-    lsn: int
-    ids: np.ndarray  # uint64
-    vectors: FloatArray  # (n, dim) float32
-    labels: list[str]
-    metadata: list[str]
-    thumbnails: list[bytes]
-
-
-@dataclass(frozen=True)
-class DeleteRecord:
-    lsn: int
-    ids: np.ndarray  # uint64
-
-
-WalRecord = AddRecord | DeleteRecord
 
 
 @dataclass
@@ -98,72 +81,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def encode_add(
-    lsn: int,
-    ids: Sequence[int],
-    vectors: FloatArray,
-    labels: Sequence[str],
-    metadata: Sequence[str],
-    thumbnails: Sequence[bytes],
-) -> bytes:
-    n, dim = vectors.shape
-    texts = [s.encode("utf-8") for s in (*labels, *metadata)]
-    blobs = [*texts[:n], *texts[n:], *thumbnails]
-    # Lengths column-wise (all labels, all metadata, all thumbnails) so decoding is one split.
-    lengths = np.array([len(b) for b in blobs], dtype=np.uint32)
-    return b"".join(
-        (
-            _BODY_HEAD.pack(lsn, ADD),
-            _COUNTS.pack(n, dim),
-            np.asarray(ids, dtype="<u8").tobytes(),
-            np.ascontiguousarray(vectors, dtype="<f4").tobytes(),
-            lengths.astype("<u4").tobytes(),
-            *blobs,
-        )
-    )
-
-
-def encode_delete(lsn: int, ids: Sequence[int]) -> bytes:
-    array = np.asarray(ids, dtype="<u8")
-    return _BODY_HEAD.pack(lsn, DELETE) + struct.pack("<I", len(array)) + array.tobytes()
-
-
-def decode(body: bytes) -> WalRecord:
-    """A record from a checksummed body; ValueError if its inner structure is inconsistent."""
-    lsn, kind = _BODY_HEAD.unpack_from(body)
-    at = _BODY_HEAD.size
-    if kind == DELETE:
-        (n,) = struct.unpack_from("<I", body, at)
-        at += 4
-        ids = np.frombuffer(body, dtype="<u8", count=n, offset=at).astype(np.uint64)
-        if at + 8 * n != len(body):
-            raise ValueError("delete record has trailing bytes")
-        return DeleteRecord(lsn, ids)
-    if kind != ADD:
-        raise ValueError(f"unknown record kind {kind}")
-    n, dim = _COUNTS.unpack_from(body, at)
-    at += _COUNTS.size
-    ids = np.frombuffer(body, dtype="<u8", count=n, offset=at).astype(np.uint64)
-    at += 8 * n
-    vectors = np.frombuffer(body, dtype="<f4", count=n * dim, offset=at).reshape(n, dim)
-    at += 4 * n * dim
-    lengths = np.frombuffer(body, dtype="<u4", count=3 * n, offset=at).astype(np.int64)
-    at += 12 * n
-    ends = at + np.cumsum(lengths)
-    if (ends[-1] if n else at) != len(body):
-        raise ValueError("add record lengths do not match its size")
-    starts = np.concatenate(([at], ends[:-1])) if n else ends
-    blobs = [body[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-    return AddRecord(
-        lsn,
-        ids,
-        vectors.astype(np.float32),  # a writable copy: Voyager wants one
-        [b.decode("utf-8") for b in blobs[:n]],
-        [b.decode("utf-8") for b in blobs[n : 2 * n]],
-        blobs[2 * n :],
-    )
-
-
 class WriteAheadLog:
     """Append-only, fsynced, checksummed. Callers serialise appends (the index's mutation lock)."""
 
@@ -177,6 +94,7 @@ class WriteAheadLog:
         self._seen_lsn = 0
         self._broken: str | None = None  # set when the log's state on disk is uncertain
         self._last_record_at: int | None = None  # offset of the record appended last
+        self.segment_bytes = 0  # size of the segment being appended to
 
     # ---- recovery --------------------------------------------------------------------
 
@@ -281,7 +199,7 @@ class WriteAheadLog:
             return None
         length, crc = _FRAME.unpack_from(data, at)
         start = at + _FRAME.size
-        if length < _BODY_HEAD.size or length > _MAX_BODY or start + length > len(data):
+        if length < BODY_HEAD.size or length > _MAX_BODY or start + length > len(data):
             return None
         body = data[start : start + length]
         return body if zlib.crc32(body) == crc else None
@@ -315,6 +233,7 @@ class WriteAheadLog:
         if segments:
             self._segment_first, self._segment = segments[-1]
             self._fd = os.open(self._segment, os.O_WRONLY | os.O_APPEND)
+            self.segment_bytes = os.fstat(self._fd).st_size
         else:
             self._start_segment()
 
@@ -329,6 +248,7 @@ class WriteAheadLog:
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._segment, self._segment_first = fd, path, first
+        self.segment_bytes = os.fstat(fd).st_size
 
     def _append(self, body: bytes) -> None:
         if self._fd is None:
@@ -352,6 +272,7 @@ class WriteAheadLog:
             # After a failed fsync the kernel may have dropped the pages: trust nothing more.
             self._broken = f"fsync failed: {error}"
             raise WalWriteFailed(f"could not fsync the write-ahead log: {error}") from None
+        self.segment_bytes = end + _FRAME.size + len(body)
 
     def append_add(
         self,
@@ -383,6 +304,7 @@ class WriteAheadLog:
             self._broken = f"cannot take back a record that failed to apply: {error}"
         else:
             self.last_lsn -= 1
+            self.segment_bytes = self._last_record_at
         self._last_record_at = None
 
     def rotate(self) -> int:
