@@ -32,6 +32,8 @@ MAX_ID = 2**64 - 1
 _SPACES = {"euclidean": voyager.Space.Euclidean, "cosine": voyager.Space.Cosine}
 _STORAGES = {"float32": voyager.StorageDataType.Float32, "e4m3": voyager.StorageDataType.E4M3}
 E4M3_MAX = 448.0  # the largest finite 8-bit float (E4M3) Voyager stores
+# Rows per add_items call: lookups by id wait for at most one chunk of inserts.
+_INSERT_CHUNK = 256
 # Grow capacity in big steps: a resize locks queries out, so it should be rare.
 _MIN_CAPACITY = 1024
 
@@ -86,6 +88,9 @@ class FaceIndex:
         self._next_id = max(next_id, max((int(i) for i in self._index.ids), default=-1) + 1)
         self.version = 0  # bumped by every change, so callers can tell if a save is due
         self._lock = ReadWriteLock()  # queries/inserts read; resize/delete/swap write
+        # Voyager's id table may not be read (contains, get_vector, ids) while add_items
+        # writes it: lookups by id and insert chunks take this lock; searches do not.
+        self._labels = threading.Lock()
         self._mutation = threading.Lock()  # one add, delete or snapshot at a time
         self.wal: WriteAheadLog | None = None
         # While a compaction rebuilds the graph, changes are also queued for the new one.
@@ -209,18 +214,9 @@ class FaceIndex:
     def _apply(self, record: WalRecord) -> None:
         """Make a change visible; the caller holds the mutation lock."""
         if isinstance(record, AddRecord):
-            ids = record.ids.tolist()
-            before = {id: self._records.get(id) for id in ids}
-            # Records first: a concurrent query that finds the vector finds its label.
-            for id, label, metadata, thumbnail in zip(
-                ids, record.labels, record.metadata, record.thumbnails, strict=True
-            ):
-                if label or metadata or thumbnail:
-                    self._records[id] = Record(label, metadata, thumbnail)
-                else:
-                    self._records.pop(id, None)
+            before = {id: self._records.get(id) for id in record.ids.tolist()}
             try:
-                _insert(self._index, self._deleted, self._lock, record.vectors, ids)
+                _insert(self._index, self._deleted, self._lock, self._labels, record, self._records)
             except Exception:
                 for id, old in before.items():
                     if old is None:
@@ -291,7 +287,7 @@ class FaceIndex:
                     deleted: set[int] = set()
                     for record in self._pending:
                         if isinstance(record, AddRecord):
-                            _insert(index, deleted, None, record.vectors, record.ids.tolist())
+                            _insert(index, deleted, None, None, record, None)
                         else:
                             for id in record.ids.tolist():
                                 if id in index and id not in deleted:
@@ -324,10 +320,12 @@ class FaceIndex:
     # ---- reads -----------------------------------------------------------------------
 
     def get(self, id: int) -> Item:
-        if id not in self:
-            raise NotFound(f"no item with id {id}")
-        record = self._records.get(id, NO_RECORD)
-        with self._lock.read():
+        # Read side: no delete or swap meanwhile; labels lock: no insert writing the id
+        # table, and the record and the vector come from the same write.
+        with self._lock.read(), self._labels:
+            if id not in self:
+                raise NotFound(f"no item with id {id}")
+            record = self._records.get(id, NO_RECORD)
             vector = np.asarray(self._index.get_vector(id), dtype=np.float32)
         return Item(id, record.label, record.metadata, vector, record.thumbnail)
 
@@ -351,8 +349,9 @@ class FaceIndex:
         ]
 
     def _exact(self, matrix: FloatArray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        live = np.array([i for i in self._index.ids if i not in self._deleted], dtype=np.uint64)
-        stored = np.asarray(self._index.get_vectors(live.tolist()), dtype=np.float32)
+        with self._labels:
+            live = np.array([i for i in self._index.ids if i not in self._deleted], np.uint64)
+            stored = np.asarray(self._index.get_vectors(live.tolist()), dtype=np.float32)
         if self.contract.space == "cosine":
             unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
             stored_unit = stored / np.linalg.norm(stored, axis=1, keepdims=True)
@@ -392,10 +391,17 @@ def _insert(
     index: voyager.Index,
     deleted: set[int],
     lock: ReadWriteLock | None,
-    matrix: FloatArray,
-    ids: list[int],
+    labels: threading.Lock | None,
+    record: AddRecord,
+    records: dict[int, Record] | None,
 ) -> None:
-    """Add or replace rows; grows capacity and revives deleted ids under the write lock."""
+    """Add or replace rows (and their records); grows capacity and revives deleted ids.
+
+    Rows go in chunks, each under the labels lock with its records, so a lookup by id
+    waits at most one chunk and sees a record and a vector from the same write.
+    Replacements go in one thread: Voyager crashed replacing rows in parallel with adds.
+    """
+    ids = record.ids.tolist()
     revived = [i for i in ids if i in deleted]
     needed = len(index) + len(ids)
     if needed > index.max_elements or revived:
@@ -405,5 +411,18 @@ def _insert(
             for id in revived:
                 index.unmark_deleted(id)
                 deleted.discard(id)
-    with lock.read() if lock else nullcontext():
-        index.add_items(matrix, ids=ids)
+    replacing = np.array([id in index for id in ids], dtype=bool)
+    for rows, threads in ((np.flatnonzero(replacing), 1), (np.flatnonzero(~replacing), -1)):
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start : start + _INSERT_CHUNK]
+            chunk_ids = [ids[i] for i in chunk]
+            with lock.read() if lock else nullcontext(), labels or nullcontext():
+                if records is not None:
+                    for i in chunk.tolist():
+                        label, metadata = record.labels[i], record.metadata[i]
+                        thumbnail = record.thumbnails[i]
+                        if label or metadata or thumbnail:
+                            records[ids[i]] = Record(label, metadata, thumbnail)
+                        else:
+                            records.pop(ids[i], None)
+                index.add_items(record.vectors[chunk], ids=chunk_ids, num_threads=threads)

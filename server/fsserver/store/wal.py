@@ -19,6 +19,7 @@ never acknowledged, because the reply is sent only after the fsync.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -327,7 +328,11 @@ class WriteAheadLog:
 
     @property
     def size_bytes(self) -> int:
-        return sum(path.stat().st_size for _, path in self.segments())
+        total = 0
+        for _, path in self.segments():
+            with contextlib.suppress(FileNotFoundError):  # trimmed by a Save meanwhile
+                total += path.stat().st_size
+        return total
 
     def close(self) -> None:
         if self._fd is not None:
