@@ -11,6 +11,7 @@ sent but not acknowledged may be there or not, but whole batches only.
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -92,21 +93,14 @@ def _save_now_and_then(address: str, saving: threading.Event, stop: threading.Ev
         pass
 
 
-def _kill_mid_save(process_pid: int, data: Path, deadline: float) -> bool:
+def _kill_mid_save(process: subprocess.Popen[str], data: Path, deadline: float) -> bool:
     """Poll for a snapshot being written; True if the kill landed while one was."""
     snapshots = data / "snapshots"
     while time.monotonic() < deadline:
         if snapshots.is_dir() and any(p.name.startswith(".tmp-") for p in snapshots.iterdir()):
-            _sigkill(process_pid)
+            process.kill()  # SIGKILL
             return True
     return False
-
-
-def _sigkill(pid: int) -> None:
-    import os
-    import signal
-
-    os.kill(pid, signal.SIGKILL)
 
 
 def _check(address: str, ledger: Ledger, recent: set[int], full: bool) -> int:
@@ -176,7 +170,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
             run_for = rng.uniform(0.2, 1.0)
             if trial % 2:
                 time.sleep(run_for / 2)
-                mid_save_kills += _kill_mid_save(process.pid, data, time.monotonic() + 5)
+                mid_save_kills += _kill_mid_save(process, data, time.monotonic() + 5)
             else:
                 time.sleep(run_for)
             process.kill()

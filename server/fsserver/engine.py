@@ -47,7 +47,7 @@ from fsserver.images import decode_image
 from fsserver.store.index import Entry, FaceIndex, Record
 from fsserver.store.recovery import open_store
 from fsserver.store.snapshot import save_snapshot
-from fsserver.store.wal import RecoveryReport, WriteAheadLog
+from fsserver.store.wal import RecoveryReport
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ class Engine:
         self.embed_queue = EmbedQueue(config.max_embed_queue)
         self._saved_version = 0
         self._save_lock = threading.Lock()
-        self._wal: WriteAheadLog | None = None
         self._lock_fd: int | None = None
         self._checkpointing = threading.Event()
 
@@ -101,7 +100,7 @@ class Engine:
         self.snapshot, self.recovery = recovered.snapshot, recovered.report
         # Replayed changes are durable in the WAL already; a save is not due for them.
         self._saved_version = recovered.index.version
-        self._wal, self._index = recovered.wal, recovered.index
+        self._index = recovered.index
 
     def _lock_data_dir(self, data_dir: Path) -> None:
         """One server per data directory: two appending to one WAL would corrupt it."""
@@ -119,8 +118,8 @@ class Engine:
     def close(self) -> None:
         """Close the WAL and release the data directory (the server has stopped)."""
         with self._save_lock:  # let a background checkpoint finish first
-            if self._wal is not None:
-                self._wal.close()
+            if self._index is not None and self._index.wal is not None:
+                self._index.wal.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -328,7 +327,8 @@ class Engine:
     def _maybe_checkpoint(self) -> None:
         """Start a background snapshot once the WAL has grown past --checkpoint-wal-mb."""
         limit = self.config.checkpoint_wal_mb * 1024 * 1024
-        if not limit or self._wal is None or self._wal.segment_bytes < limit:
+        wal = self._index.wal if self._index else None
+        if not limit or wal is None or wal.segment_bytes < limit:
             return
         if self._checkpointing.is_set():
             return
@@ -387,6 +387,6 @@ class Engine:
             snapshot=self.snapshot,
             wal_replayed=self.recovery.replayed,
             wal_dropped=self.recovery.dropped,
-            wal_bytes=self._wal.size_bytes if self._wal else 0,
+            wal_bytes=index.wal.size_bytes if index.wal else 0,
             embed_queue=self.embed_queue.depth,
         )

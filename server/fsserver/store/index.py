@@ -184,9 +184,7 @@ class FaceIndex:
                     thumbnails=[e.record.thumbnail for e in accepted],
                 )
                 if self.wal is not None:
-                    self.wal.append_add(
-                        ids, record.vectors, record.labels, record.metadata, record.thumbnails
-                    )
+                    self.wal.append(record)
                 self._apply_or_unlog(record)
         return outcomes
 
@@ -256,9 +254,10 @@ class FaceIndex:
                 shown = ", ".join(str(i) for i in missing[:10])
                 more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
                 raise NotFound(f"no item with id {shown}{more}; nothing was deleted")
+            record = DeleteRecord(lsn=0, ids=np.array(unique, dtype=np.uint64))
             if self.wal is not None:
-                self.wal.append_delete(unique)
-            self._apply_or_unlog(DeleteRecord(lsn=0, ids=np.array(unique, dtype=np.uint64)))
+                self.wal.append(record)
+            self._apply_or_unlog(record)
         return len(unique)
 
     # ---- compaction ------------------------------------------------------------------

@@ -27,19 +27,17 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fsclient.types import FloatArray
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import ContractMismatch, FaceSearchError
 from fsserver.store.wal_records import (
     BODY_HEAD,
     WalRecord,
     decode,
-    encode_add,
-    encode_delete,
+    encode,
 )
 
 log = logging.getLogger(__name__)
@@ -275,22 +273,10 @@ class WriteAheadLog:
             raise WalWriteFailed(f"could not fsync the write-ahead log: {error}") from None
         self.segment_bytes = end + _FRAME.size + len(body)
 
-    def append_add(
-        self,
-        ids: Sequence[int],
-        vectors: FloatArray,
-        labels: Sequence[str],
-        metadata: Sequence[str],
-        thumbnails: Sequence[bytes],
-    ) -> int:
+    def append(self, record: WalRecord) -> int:
+        """Log a change (its lsn field is ignored) and fsync; the LSN it was given."""
         lsn = self.last_lsn + 1
-        self._append(encode_add(lsn, ids, vectors, labels, metadata, thumbnails))
-        self.last_lsn = lsn
-        return lsn
-
-    def append_delete(self, ids: Sequence[int]) -> int:
-        lsn = self.last_lsn + 1
-        self._append(encode_delete(lsn, ids))
+        self._append(encode(lsn, record))
         self.last_lsn = lsn
         return lsn
 

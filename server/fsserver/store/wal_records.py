@@ -11,7 +11,6 @@ Little-endian throughout. The frame around a body (length, CRC-32) is wal.py's b
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,34 +41,26 @@ class DeleteRecord:
 WalRecord = AddRecord | DeleteRecord
 
 
-def encode_add(
-    lsn: int,
-    ids: Sequence[int],
-    vectors: FloatArray,
-    labels: Sequence[str],
-    metadata: Sequence[str],
-    thumbnails: Sequence[bytes],
-) -> bytes:
-    n, dim = vectors.shape
-    texts = [s.encode("utf-8") for s in (*labels, *metadata)]
-    blobs = [*texts[:n], *texts[n:], *thumbnails]
+def encode(lsn: int, record: WalRecord) -> bytes:
+    """The body of `record` under `lsn` (the record's own lsn field is not used)."""
+    ids = np.asarray(record.ids, dtype="<u8")
+    if isinstance(record, DeleteRecord):
+        return BODY_HEAD.pack(lsn, DELETE) + struct.pack("<I", len(ids)) + ids.tobytes()
+    n, dim = record.vectors.shape
+    texts = [s.encode("utf-8") for s in (*record.labels, *record.metadata)]
+    blobs = [*texts, *record.thumbnails]
     # Lengths column-wise (all labels, all metadata, all thumbnails) so decoding is one split.
-    lengths = np.array([len(b) for b in blobs], dtype=np.uint32)
+    lengths = np.array([len(b) for b in blobs], dtype="<u4")
     return b"".join(
         (
             BODY_HEAD.pack(lsn, ADD),
             _COUNTS.pack(n, dim),
-            np.asarray(ids, dtype="<u8").tobytes(),
-            np.ascontiguousarray(vectors, dtype="<f4").tobytes(),
-            lengths.astype("<u4").tobytes(),
+            ids.tobytes(),
+            np.ascontiguousarray(record.vectors, dtype="<f4").tobytes(),
+            lengths.tobytes(),
             *blobs,
         )
     )
-
-
-def encode_delete(lsn: int, ids: Sequence[int]) -> bytes:
-    array = np.asarray(ids, dtype="<u8")
-    return BODY_HEAD.pack(lsn, DELETE) + struct.pack("<I", len(array)) + array.tobytes()
 
 
 def decode(body: bytes) -> WalRecord:
