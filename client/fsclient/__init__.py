@@ -4,6 +4,7 @@ from fsclient.client import FaceSearchClient, FaceSearchError
 from fsclient.types import (
     AddItem,
     AddResult,
+    BatchResult,
     Box,
     CompactResult,
     Embedding,
@@ -20,6 +21,7 @@ from fsclient.types import (
 __all__ = [
     "AddItem",
     "AddResult",
+    "BatchResult",
     "Box",
     "CompactResult",
     "Embedding",

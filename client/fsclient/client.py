@@ -23,6 +23,7 @@ from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsclient.types import (
     AddItem,
     AddResult,
+    BatchResult,
     CompactResult,
     Embedding,
     Item,
@@ -218,12 +219,17 @@ class FaceSearchClient:
         id: int | None = None,
         k: int = 5,
         ef: int | None = None,
+        exact: bool = False,
         vector_model: str = "",
     ) -> QueryResult:
-        """The k nearest neighbours of each face in `image`, of `vector`, or of item `id`."""
+        """The k nearest neighbours of each face in `image`, of `vector`, or of item `id`.
+
+        `ef` widens (or narrows) the HNSW search for this call; `exact` searches by brute
+        force instead, for exact neighbours at a cost linear in the index size.
+        """
         if sum(x is not None for x in (image, vector, id)) != 1:
             raise ValueError("query takes exactly one of image=, vector= or id=")
-        request = pb.QueryRequest(k=k, vector_model=vector_model)
+        request = pb.QueryRequest(k=k, vector_model=vector_model, exact=exact)
         if image is not None:
             request.image = read_image(image)
         elif vector is not None:
@@ -233,6 +239,29 @@ class FaceSearchClient:
         if ef is not None:
             request.ef = ef
         return convert.query_result_from_pb(self._call(self._stub.Query, request))
+
+    def query_batch(
+        self,
+        vectors: npt.ArrayLike,
+        *,
+        k: int = 5,
+        ef: int | None = None,
+        exact: bool = False,
+        with_metadata: bool = False,
+        vector_model: str = "",
+    ) -> BatchResult:
+        """The k nearest neighbours of every row of `vectors`, in one call."""
+        matrix = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, dtype="<f4")))
+        request = pb.QueryBatchRequest(
+            vectors=matrix.tobytes(),
+            k=k,
+            exact=exact,
+            with_metadata=with_metadata,
+            vector_model=vector_model,
+        )
+        if ef is not None:
+            request.ef = ef
+        return convert.batch_result_from_pb(self._call(self._stub.QueryBatch, request))
 
     def get(self, id: int) -> Item:
         return convert.item_from_pb(self._call(self._stub.Get, pb.GetRequest(id=id)))

@@ -15,6 +15,7 @@ from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
 from fsclient.types import (
     AddItem,
     AddResult,
+    BatchResult,
     Box,
     CompactResult,
     Embedding,
@@ -163,6 +164,36 @@ def query_result_from_pb(message: pb.QueryResponse) -> QueryResult:
     )
 
 
+def batch_result_to_pb(result: BatchResult) -> pb.QueryBatchResponse:
+    rows, k = result.ids.shape
+    message = pb.QueryBatchResponse(rows=rows, k=k, search_seconds=result.search_seconds)
+    # extend() from lists is the fast path into repeated fields (numpy scalars are slow).
+    message.ids.extend(result.ids.ravel().tolist())
+    message.distances.extend(result.distances.ravel().tolist())
+    message.labels.extend(label for row in result.labels for label in row)
+    message.matches.extend(result.matches.ravel().tolist())
+    if result.metadata is not None:
+        message.metadata.extend(text for row in result.metadata for text in row)
+    return message
+
+
+def batch_result_from_pb(message: pb.QueryBatchResponse) -> BatchResult:
+    rows, k = message.rows, message.k
+
+    def table(values: Iterable[str]) -> list[list[str]]:
+        flat = list(values)
+        return [flat[r * k : (r + 1) * k] for r in range(rows)]
+
+    return BatchResult(
+        ids=np.array(message.ids, dtype=np.uint64).reshape(rows, k),
+        distances=np.array(message.distances, dtype=np.float32).reshape(rows, k),
+        labels=table(message.labels),
+        matches=np.array(message.matches, dtype=bool).reshape(rows, k),
+        metadata=table(message.metadata) if len(message.metadata) else None,
+        search_seconds=message.search_seconds,
+    )
+
+
 def item_to_pb(item: Item) -> pb.Item:
     return pb.Item(
         id=item.id,
@@ -211,6 +242,9 @@ _STATS_FIELDS = [
     "wal_dropped",
     "wal_bytes",
     "embed_queue",
+    "target_recall",
+    "estimated_recall",
+    "recall_measured_at",
 ]
 
 

@@ -65,6 +65,41 @@ class QueryResult:
 
 
 @dataclass(frozen=True)
+class BatchResult:
+    """The neighbours of many query vectors as arrays: [r, j] is neighbour j of row r.
+
+    Every row has the same width `k`, which is less than asked only when the index holds
+    fewer items. Distances and matches mean what they mean in `Neighbor`.
+    """
+
+    ids: npt.NDArray[np.uint64]  # rows x k
+    distances: FloatArray  # rows x k, nearest first
+    labels: list[list[str]]
+    matches: npt.NDArray[np.bool_]  # rows x k
+    metadata: list[list[str]] | None = None  # only when asked for
+    search_seconds: float = 0.0
+
+    @property
+    def k(self) -> int:
+        return int(self.ids.shape[1])
+
+    def neighbors(self, row: int) -> list[Neighbor]:
+        """Row `row` as Neighbor objects, as Query would return them."""
+        metadata = self.metadata[row] if self.metadata is not None else [""] * self.k
+        return [
+            Neighbor(int(i), label, meta, float(d), bool(m))
+            for i, label, meta, d, m in zip(
+                self.ids[row],
+                self.labels[row],
+                metadata,
+                self.distances[row],
+                self.matches[row],
+                strict=True,
+            )
+        ]
+
+
+@dataclass(frozen=True)
 class ItemError:
     code: int  # a grpc.StatusCode value number, e.g. 3 for INVALID_ARGUMENT
     message: str
@@ -138,6 +173,9 @@ class Stats:
     wal_dropped: int = 0  # records cut off a torn or corrupt WAL tail at start-up
     wal_bytes: int = 0
     embed_queue: int = 0  # image requests waiting for or using the face model
+    target_recall: float = 0.0  # what the default ef is calibrated for; 0: calibration off
+    estimated_recall: float = 0.0  # recall@10 measured at `ef`; 0 until measured
+    recall_measured_at: int = 0  # the index's count when recall was last measured
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ turns distances into the scale that the model's verification threshold is stated
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 SPACES = ("euclidean", "cosine")
 STORAGES = ("float32", "e4m3")
@@ -57,15 +59,15 @@ class EmbeddingContract:
     def from_dict(cls, data: dict[str, Any]) -> EmbeddingContract:
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
-    def to_user_distance(self, raw: float) -> float:
-        """Voyager's distance → the distance users (and DeepFace thresholds) expect.
+    def to_user_distances(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Voyager's distances → the distances users (and DeepFace thresholds) expect.
 
         Voyager's Euclidean space returns squared L2; its cosine space returns 1 - cos,
         which is DeepFace's cosine distance already.
         """
         if self.space == "euclidean":
-            return math.sqrt(max(raw, 0.0))
-        return float(raw)
+            return np.sqrt(np.maximum(raw, 0.0, dtype=np.float32))
+        return raw.astype(np.float32, copy=False)
 
 
 def deepface_threshold(model: str, space: str) -> float | None:

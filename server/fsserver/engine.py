@@ -21,6 +21,7 @@ import numpy as np
 from fsclient.types import (
     AddItem,
     AddResult,
+    BatchResult,
     CompactResult,
     Embedding,
     FaceMatches,
@@ -270,14 +271,12 @@ class Engine:
         id: int | None = None,
         k: int,
         ef: int | None = None,
+        exact: bool = False,
         vector_model: str = "",
         alive: Alive = always_alive,
     ) -> QueryResult:
         index = self.index
-        if not 1 <= k <= self.config.max_k:
-            raise InvalidArgument(f"k must be between 1 and {self.config.max_k} (--max-k), not {k}")
-        if ef is not None and not 1 <= ef <= MAX_EF:
-            raise InvalidArgument(f"ef must be between 1 and {MAX_EF}, not {ef}")
+        self._check_search(k, ef)
         embed_seconds = 0.0
         faces = None
         if image is not None:
@@ -299,13 +298,55 @@ class Engine:
         else:
             raise InvalidArgument("a query needs an image, a vector or an id")
         started = time.perf_counter()
-        neighbors = index.query(matrix, k, ef)
+        neighbors = index.query(matrix, k, ef, exact)
         search_seconds = time.perf_counter() - started
         results = [
             FaceMatches(face=faces[i] if faces else None, neighbors=n)
             for i, n in enumerate(neighbors)
         ]
         return QueryResult(results, search_seconds=search_seconds, embed_seconds=embed_seconds)
+
+    def query_batch(
+        self,
+        vectors: FloatArray,
+        *,
+        k: int,
+        ef: int | None = None,
+        exact: bool = False,
+        with_metadata: bool = False,
+        vector_model: str = "",
+    ) -> BatchResult:
+        """The k nearest of every row of a flat float32 array of rows x dim values."""
+        index = self.index
+        self._check_search(k, ef)
+        self.check_vector_model(vector_model)
+        dim = index.contract.dim
+        if vectors.size == 0 or vectors.size % dim:
+            raise InvalidArgument(
+                f"a batch of {vectors.size} values is not whole rows of this index's "
+                f"dimension {dim}"
+            )
+        matrix = index.validate_matrix(vectors.reshape(-1, dim))
+        started = time.perf_counter()
+        ids, distances = index.search(matrix, k, ef, exact)
+        search_seconds = time.perf_counter() - started
+        records = index.records_of(ids)
+        threshold = index.threshold
+        matches = distances <= threshold if threshold is not None else np.zeros(ids.shape, bool)
+        return BatchResult(
+            ids=ids,
+            distances=distances,
+            labels=[[r.label for r in row] for row in records],
+            matches=matches,
+            metadata=[[r.metadata for r in row] for row in records] if with_metadata else None,
+            search_seconds=search_seconds,
+        )
+
+    def _check_search(self, k: int, ef: int | None) -> None:
+        if not 1 <= k <= self.config.max_k:
+            raise InvalidArgument(f"k must be between 1 and {self.config.max_k} (--max-k), not {k}")
+        if ef is not None and not 1 <= ef <= MAX_EF:
+            raise InvalidArgument(f"ef must be between 1 and {MAX_EF}, not {ef}")
 
     # ---- the rest --------------------------------------------------------------------
 

@@ -25,20 +25,26 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FaceSearch"].full_name
 
 
+def grpc_server(config: Config) -> grpc.Server:
+    """A bare grpc.Server with this config's settings (the benchmark's echo server uses it
+    too, so its round trip is the floor a FaceSearch call is measured against)."""
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+        options=[
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+    )
+
+
 class FaceSearchServer:
     def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
         self.config = config
         self.engine = Engine(config, embedder)
         self._health = health.HealthServicer()
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-            options=[
-                ("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.max_receive_message_length", config.max_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
-            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-        )
+        self._server = grpc_server(config)
         add_to_server(FaceSearchService(self.engine), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
+import numpy as np
 from google.protobuf.message import DecodeError, Message
 
 from fsclient import convert
@@ -121,10 +122,29 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
             id=request.id if target == "id" else None,
             k=request.k,
             ef=request.ef if request.HasField("ef") else None,
+            exact=request.exact,
             vector_model=request.vector_model,
             alive=context.is_active,
         )
         return convert.query_result_to_pb(result)
+
+    @_unary
+    def QueryBatch(
+        self, request: pb.QueryBatchRequest, context: grpc.ServicerContext
+    ) -> pb.QueryBatchResponse:
+        if len(request.vectors) % 4:
+            raise InvalidArgument(
+                f"vectors holds {len(request.vectors)} bytes, not whole float32 values"
+            )
+        result = self.engine.query_batch(
+            np.frombuffer(request.vectors, dtype="<f4"),
+            k=request.k,
+            ef=request.ef if request.HasField("ef") else None,
+            exact=request.exact,
+            with_metadata=request.with_metadata,
+            vector_model=request.vector_model,
+        )
+        return convert.batch_result_to_pb(result)
 
     @_unary
     def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:

@@ -17,6 +17,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import voyager
 
 from fsclient.types import FloatArray, Item, Neighbor
@@ -131,28 +132,43 @@ class FaceIndex:
             raise InvalidArgument(
                 f"vector has dimension {array.size}, this index holds dimension {self.contract.dim}"
             )
-        if not np.isfinite(array).all():
-            raise InvalidArgument("vector contains NaN or Inf")
+        return self.validate_matrix(array[None, :])[0]
+
+    def validate_matrix(self, matrix: FloatArray) -> FloatArray:
+        """validate_vector for every row of a rows x dim float32 matrix at once."""
+        rows = f"row {{}} of {len(matrix)}: " if len(matrix) > 1 else ""
+
+        def refuse(bad: np.ndarray, message: str) -> InvalidArgument:
+            return InvalidArgument(rows.format(int(np.flatnonzero(bad)[0])) + message)
+
+        finite = np.asarray(np.isfinite(matrix).all(axis=1))
+        if not finite.all():
+            raise refuse(~finite, "vector contains NaN or Inf")
         with np.errstate(over="ignore", under="ignore"):
-            squared_norm = float(np.dot(array, array))  # in float32, as Voyager computes
-        if not np.isfinite(squared_norm):
-            raise InvalidArgument(
+            squared_norms = np.einsum("ij,ij->i", matrix, matrix)  # in float32, as Voyager
+        if not np.isfinite(squared_norms).all():
+            raise refuse(
+                ~np.isfinite(squared_norms),
                 "vector is too large: its squared length overflows float32, so no distance "
-                "to it could be computed"
+                "to it could be computed",
             )
-        if self.contract.space == "cosine" and squared_norm == 0.0:
-            raise InvalidArgument(
-                "a zero (or vanishingly small) vector has no direction in cosine space"
+        zero = np.asarray(squared_norms == 0.0)
+        if self.contract.space == "cosine" and zero.any():
+            raise refuse(
+                zero,
+                "a zero (or vanishingly small) vector has no direction in cosine space",
             )
         if self.contract.storage == "e4m3" and self.contract.space != "cosine":
             # Cosine vectors are normalised before quantising; raw ones must fit E4M3.
-            largest = float(np.abs(array).max())
-            if largest > E4M3_MAX:
-                raise InvalidArgument(
-                    f"vector has a component of magnitude {largest:g}; this index stores "
-                    f"E4M3 floats, which hold at most ±{E4M3_MAX:g}"
+            largest = np.abs(matrix).max(axis=1)
+            if (largest > E4M3_MAX).any():
+                over = largest > E4M3_MAX
+                raise refuse(
+                    over,
+                    f"vector has a component of magnitude {float(largest[over][0]):g}; this "
+                    f"index stores E4M3 floats, which hold at most ±{E4M3_MAX:g}",
                 )
-        return array
+        return matrix
 
     def add(self, entries: Sequence[Entry]) -> list[int | FaceSearchError]:
         """Store entries in one Voyager call; per entry its id or its own error.
@@ -328,24 +344,46 @@ class FaceIndex:
             vector = np.asarray(self._index.get_vector(id), dtype=np.float32)
         return Item(id, record.label, record.metadata, vector, record.thumbnail)
 
-    def query(self, vectors: FloatArray, k: int, ef: int | None = None) -> list[list[Neighbor]]:
+    def query(
+        self, vectors: FloatArray, k: int, ef: int | None = None, exact: bool = False
+    ) -> list[list[Neighbor]]:
         """k nearest live items for each row of `vectors`, nearest first."""
+        ids, distances = self.search(vectors, k, ef, exact)
+        return [
+            self._neighbors(row_ids, row_d) for row_ids, row_d in zip(ids, distances, strict=True)
+        ]
+
+    def search(
+        self, vectors: FloatArray, k: int, ef: int | None = None, exact: bool = False
+    ) -> tuple[npt.NDArray[np.uint64], FloatArray]:
+        """Ids and user-scale distances (rows x min(k, count)) of each row's nearest items.
+
+        `exact` is brute force over every stored vector; otherwise the HNSW graph is walked
+        with `ef` (the default ef when None, raised to k).
+        """
         if k < 1:
             raise InvalidArgument(f"k must be at least 1, not {k}")
         matrix = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         with self._lock.read():
             k = min(k, self.count)
             if k == 0:
-                return [[] for _ in matrix]
-            query_ef = max(ef or self.default_ef, k)
-            try:
-                ids, distances = self._index.query(matrix, k=k, query_ef=query_ef)
-            except voyager.RecallError:
-                # Deleted items can leave the graph walk short of k; be exact instead.
-                ids, distances = self._exact(matrix, k)
-        return [
-            self._neighbors(row_ids, row_d) for row_ids, row_d in zip(ids, distances, strict=True)
-        ]
+                return np.zeros((len(matrix), 0), np.uint64), np.zeros((len(matrix), 0), np.float32)
+            if exact:
+                ids, raw = self._exact(matrix, k)
+            else:
+                query_ef = max(ef or self.default_ef, k)
+                try:
+                    ids, raw = self._index.query(matrix, k=k, query_ef=query_ef)
+                except voyager.RecallError:
+                    # Deleted items can leave the graph walk short of k; be exact instead.
+                    ids, raw = self._exact(matrix, k)
+        distances = self.contract.to_user_distances(np.asarray(raw, dtype=np.float32))
+        return np.asarray(ids, dtype=np.uint64), distances
+
+    def records_of(self, ids: npt.NDArray[np.uint64]) -> list[list[Record]]:
+        """The record (label, metadata) of each id in a rows x k table of search results."""
+        get = self._records.get
+        return [[get(id, NO_RECORD) for id in row] for row in ids.tolist()]
 
     def _exact(self, matrix: FloatArray, k: int) -> tuple[np.ndarray, np.ndarray]:
         with self._labels:
@@ -362,9 +400,8 @@ class FaceIndex:
 
     def _neighbors(self, ids: np.ndarray, distances: np.ndarray) -> list[Neighbor]:
         neighbors = []
-        for raw_id, raw_distance in zip(ids.tolist(), distances.tolist(), strict=True):
+        for raw_id, distance in zip(ids.tolist(), distances.tolist(), strict=True):
             record = self._records.get(raw_id, NO_RECORD)
-            distance = self.contract.to_user_distance(raw_distance)
             match = self.threshold is not None and distance <= self.threshold
             neighbors.append(Neighbor(raw_id, record.label, record.metadata, distance, match))
         return neighbors

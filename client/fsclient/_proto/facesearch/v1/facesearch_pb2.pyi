@@ -99,20 +99,22 @@ class AddResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AddResult, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("image", "vector", "id", "k", "ef", "vector_model")
+    __slots__ = ("image", "vector", "id", "k", "ef", "vector_model", "exact")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EF_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     vector: Vector
     id: int
     k: int
     ef: int
     vector_model: str
-    def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., id: _Optional[int] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., vector_model: _Optional[str] = ...) -> None: ...
+    exact: bool
+    def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., id: _Optional[int] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., vector_model: _Optional[str] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class Neighbor(_message.Message):
     __slots__ = ("id", "label", "metadata", "distance", "match")
@@ -145,6 +147,42 @@ class QueryResponse(_message.Message):
     search_seconds: float
     embed_seconds: float
     def __init__(self, results: _Optional[_Iterable[_Union[FaceMatches, _Mapping]]] = ..., search_seconds: _Optional[float] = ..., embed_seconds: _Optional[float] = ...) -> None: ...
+
+class QueryBatchRequest(_message.Message):
+    __slots__ = ("vectors", "k", "ef", "vector_model", "exact", "with_metadata")
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    EF_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    WITH_METADATA_FIELD_NUMBER: _ClassVar[int]
+    vectors: bytes
+    k: int
+    ef: int
+    vector_model: str
+    exact: bool
+    with_metadata: bool
+    def __init__(self, vectors: _Optional[bytes] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., vector_model: _Optional[str] = ..., exact: _Optional[bool] = ..., with_metadata: _Optional[bool] = ...) -> None: ...
+
+class QueryBatchResponse(_message.Message):
+    __slots__ = ("rows", "k", "ids", "distances", "labels", "matches", "metadata", "search_seconds")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    DISTANCES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    rows: int
+    k: int
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    distances: _containers.RepeatedScalarFieldContainer[float]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    matches: _containers.RepeatedScalarFieldContainer[bool]
+    metadata: _containers.RepeatedScalarFieldContainer[str]
+    search_seconds: float
+    def __init__(self, rows: _Optional[int] = ..., k: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., distances: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[str]] = ..., matches: _Optional[_Iterable[bool]] = ..., metadata: _Optional[_Iterable[str]] = ..., search_seconds: _Optional[float] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("ids",)
@@ -199,7 +237,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("count", "dim", "space", "storage", "model", "detector", "ef", "deleted", "threshold", "normalization", "snapshot", "wal_replayed", "wal_dropped", "wal_bytes", "embed_queue")
+    __slots__ = ("count", "dim", "space", "storage", "model", "detector", "ef", "deleted", "threshold", "normalization", "snapshot", "wal_replayed", "wal_dropped", "wal_bytes", "embed_queue", "target_recall", "estimated_recall", "recall_measured_at")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +253,9 @@ class StatsResponse(_message.Message):
     WAL_DROPPED_FIELD_NUMBER: _ClassVar[int]
     WAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     EMBED_QUEUE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_RECALL_FIELD_NUMBER: _ClassVar[int]
+    RECALL_MEASURED_AT_FIELD_NUMBER: _ClassVar[int]
     count: int
     dim: int
     space: str
@@ -230,7 +271,10 @@ class StatsResponse(_message.Message):
     wal_dropped: int
     wal_bytes: int
     embed_queue: int
-    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., model: _Optional[str] = ..., detector: _Optional[str] = ..., ef: _Optional[int] = ..., deleted: _Optional[int] = ..., threshold: _Optional[float] = ..., normalization: _Optional[str] = ..., snapshot: _Optional[str] = ..., wal_replayed: _Optional[int] = ..., wal_dropped: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., embed_queue: _Optional[int] = ...) -> None: ...
+    target_recall: float
+    estimated_recall: float
+    recall_measured_at: int
+    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., model: _Optional[str] = ..., detector: _Optional[str] = ..., ef: _Optional[int] = ..., deleted: _Optional[int] = ..., threshold: _Optional[float] = ..., normalization: _Optional[str] = ..., snapshot: _Optional[str] = ..., wal_replayed: _Optional[int] = ..., wal_dropped: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., embed_queue: _Optional[int] = ..., target_recall: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., recall_measured_at: _Optional[int] = ...) -> None: ...
 
 class CompactRequest(_message.Message):
     __slots__ = ()

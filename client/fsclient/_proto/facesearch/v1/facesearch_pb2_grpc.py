@@ -49,6 +49,11 @@ class FaceSearchStub:
                 request_serializer=facesearch_dot_v1_dot_facesearch__pb2.QueryRequest.SerializeToString,
                 response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.QueryResponse.FromString,
                 _registered_method=True)
+        self.QueryBatch = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/QueryBatch',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.QueryBatchRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.QueryBatchResponse.FromString,
+                _registered_method=True)
         self.Delete = channel.unary_unary(
                 '/facesearch.v1.FaceSearch/Delete',
                 request_serializer=facesearch_dot_v1_dot_facesearch__pb2.DeleteRequest.SerializeToString,
@@ -97,6 +102,14 @@ class FaceSearchServicer:
 
     def Query(self, request, context):
         """k nearest neighbours of an image's faces, a raw vector or an enrolled item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryBatch(self, request, context):
+        """k nearest neighbours of many raw vectors in one call, as flat packed arrays:
+        the fast path for bulk lookups, evaluation and other-model embeddings.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,6 +169,11 @@ def add_FaceSearchServicer_to_server(servicer, server):
                     servicer.Query,
                     request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.QueryRequest.FromString,
                     response_serializer=facesearch_dot_v1_dot_facesearch__pb2.QueryResponse.SerializeToString,
+            ),
+            'QueryBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryBatch,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.QueryBatchRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.QueryBatchResponse.SerializeToString,
             ),
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
@@ -264,6 +282,33 @@ class FaceSearch:
             '/facesearch.v1.FaceSearch/Query',
             facesearch_dot_v1_dot_facesearch__pb2.QueryRequest.SerializeToString,
             facesearch_dot_v1_dot_facesearch__pb2.QueryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/QueryBatch',
+            facesearch_dot_v1_dot_facesearch__pb2.QueryBatchRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.QueryBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
