@@ -92,7 +92,13 @@ def test_snapshots_are_complete_and_only_two_are_kept(
         "storage": "float32",
         "normalization": "none",
     }
-    assert set(manifest["files"]) == {"index.voyager", "records.jsonl", "deleted.json"}
+    assert set(manifest["files"]) == {
+        "index.voyager",
+        "labels.npz",
+        "labels.json",
+        "records.jsonl",
+        "deleted.json",
+    }
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,11 @@ DEFAULT_MODEL = "Dlib"
 # dlib found every face with no false ones and 100% leave-one-out top-1 at 0.46 s/photo
 # (≤640 px); opencv was 0.21 s but found a false face and scored 98.4%; ssd missed 8 of 61.
 DEFAULT_DETECTOR = "dlib"
+# Face-model worker processes: one per core (detection is single-threaded), at most 8, as
+# each holds its own copy of the model (about 200 MB for Dlib).
+DEFAULT_EMBED_WORKERS = min(
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,9 @@ class Config:
     m: int = 12
     ef_construction: int = 200
     ef: int = 64
+    # The default ef is calibrated to reach this recall@10 on the index's own vectors
+    # (0: off, and `ef` stays the default); `ef` is used until the first measurement.
+    target_recall: float = 0.99
     # Match threshold on the returned distance; None: DeepFace's for the model, if any.
     threshold: float | None = None
     max_image_side: int = 640
@@ -47,6 +55,9 @@ class Config:
     # Requests waiting to detect and embed an image; beyond it, Add streams wait (flow
     # control) and Embed/Query calls get RESOURCE_EXHAUSTED.
     max_embed_queue: int = 16
+    # Processes that decode, detect and embed images in parallel; 0: in the server process,
+    # one image at a time (DeepFace is not thread-safe).
+    embed_workers: int = DEFAULT_EMBED_WORKERS
     max_concurrent_rpcs: int = 64
     workers: int = 16
     # Save compacts first when this share of the stored vectors is deleted.
@@ -85,6 +96,13 @@ def _share(text: str) -> float:
     return value
 
 
+def _recall(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
+    return value
+
+
 def _env(name: str) -> str | None:
     return os.environ.get(f"FSSERVER_{name.upper()}")
 
@@ -110,7 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", choices=STORAGES, default=d.storage)
     p.add_argument("--m", type=_positive_int, default=d.m, help="HNSW links per node (build time)")
     p.add_argument("--ef-construction", type=_positive_int, default=d.ef_construction)
-    p.add_argument("--ef", type=_positive_int, default=d.ef, help="default query ef")
+    p.add_argument(
+        "--ef",
+        type=_positive_int,
+        default=d.ef,
+        help="default query ef while calibration is off or has not yet measured",
+    )
+    p.add_argument(
+        "--target-recall",
+        type=_recall,
+        default=d.target_recall,
+        help="calibrate the default ef to reach this recall@10, measured on a sample of "
+        "the index against brute force as it grows (0: off)",
+    )
     p.add_argument("--threshold", type=float, default=None, help="match threshold override")
     p.add_argument("--max-image-side", type=_positive_int, default=d.max_image_side)
     p.add_argument("--max-image-pixels", type=_positive_int, default=d.max_image_pixels)
@@ -124,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=d.max_embed_queue,
         help="image requests waiting for the face model before new ones are refused",
+    )
+    p.add_argument(
+        "--embed-workers",
+        type=_non_negative_int,
+        default=d.embed_workers,
+        help="processes embedding images in parallel, each with its own model "
+        f"(default: one per core, at most 8; here {d.embed_workers}); 0: in the server process",
     )
     p.add_argument(
         "--max-concurrent-rpcs",

@@ -1,6 +1,7 @@
 """What the server does, in Python types: the gRPC servicer only converts and maps errors.
 
-The engine owns the embedder (None in vector-only mode), the index and its write-ahead log;
+The engine owns the face model (worker processes, or an embedder in this process; neither in
+vector-only mode), the index and its write-ahead log;
 at start it loads the newest intact snapshot and replays the log, and it is the one place
 that knows how an image becomes index entries.
 """
@@ -13,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from fsclient.types import (
 from fsserver.admission import Alive, EmbedQueue, always_alive
 from fsserver.config import Config
 from fsserver.contract import EmbeddingContract, deepface_threshold
+from fsserver.embed_pool import EmbedPool
 from fsserver.embedder import DetectedFace, Embedder
 from fsserver.errors import (
     Cancelled,
@@ -45,7 +47,10 @@ from fsserver.errors import (
     Unavailable,
 )
 from fsserver.images import decode_image
-from fsserver.store.index import Entry, FaceIndex, Record
+from fsserver.pipeline import PendingAdd
+from fsserver.store.calibration import RecallCalibrator
+from fsserver.store.index import Entry, FaceIndex
+from fsserver.store.records import Record
 from fsserver.store.recovery import open_store
 from fsserver.store.snapshot import save_snapshot
 from fsserver.store.wal import RecoveryReport
@@ -65,6 +70,7 @@ class Engine:
     def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
         self.config = config
         self._embedder = embedder
+        self._pool: EmbedPool | None = None  # with no embedder given and --embed-workers > 0
         self._index: FaceIndex | None = None
         self.snapshot = ""
         self.recovery = RecoveryReport()
@@ -73,6 +79,7 @@ class Engine:
         self._save_lock = threading.Lock()
         self._lock_fd: int | None = None
         self._checkpointing = threading.Event()
+        self._calibrator: RecallCalibrator | None = None
 
     # ---- start-up --------------------------------------------------------------------
 
@@ -81,9 +88,19 @@ class Engine:
         data_dir = Path(self.config.data_dir)
         self._lock_data_dir(data_dir)
         if not self.config.vector_only and self._embedder is None:
-            from fsserver.embedder import DeepFaceEmbedder
+            if self.config.embed_workers > 0:
+                # Returns once every worker has loaded: health is SERVING only after that.
+                self._pool = EmbedPool(
+                    self.config.embed_workers,
+                    self.config.model,
+                    self.config.detector,
+                    self.config.max_image_side,
+                    self.config.max_image_pixels,
+                )
+            else:
+                from fsserver.embedder import DeepFaceEmbedder
 
-            self._embedder = DeepFaceEmbedder(self.config.model, self.config.detector)
+                self._embedder = DeepFaceEmbedder(self.config.model, self.config.detector)
         contract = self.contract()
         threshold = self.config.threshold
         if threshold is None:
@@ -102,6 +119,8 @@ class Engine:
         # Replayed changes are durable in the WAL already; a save is not due for them.
         self._saved_version = recovered.index.version
         self._index = recovered.index
+        if self.config.target_recall:
+            self._calibrator = RecallCalibrator(self._index, self.config.target_recall)
 
     def _lock_data_dir(self, data_dir: Path) -> None:
         """One server per data directory: two appending to one WAL would corrupt it."""
@@ -116,8 +135,17 @@ class Engine:
             ) from None
         self._lock_fd = fd
 
+    def _note_change(self) -> None:
+        if self._calibrator is not None:
+            self._calibrator.note_change()
+
     def close(self) -> None:
-        """Close the WAL and release the data directory (the server has stopped)."""
+        """Stop the face model's workers, close the WAL and release the data directory
+        (the server has stopped)."""
+        if self._pool is not None:
+            self._pool.close()
+        if self._calibrator is not None:
+            self._calibrator.close()
         with self._save_lock:  # let a background checkpoint finish first
             if self._index is not None and self._index.wal is not None:
                 self._index.wal.close()
@@ -126,8 +154,9 @@ class Engine:
             self._lock_fd = None
 
     def contract(self) -> EmbeddingContract:
-        if self._embedder is not None:
-            model, detector, dim = self._embedder.model, self._embedder.detector, self._embedder.dim
+        face_model = self._face_model
+        if face_model is not None:
+            model, detector, dim = face_model.model, face_model.detector, face_model.dim
         else:
             assert self.config.dim is not None, "a face server needs its embedder loaded"
             model, detector, dim = self.config.model, "", self.config.dim
@@ -151,7 +180,18 @@ class Engine:
 
     # ---- images ----------------------------------------------------------------------
 
+    @property
+    def _face_model(self) -> Embedder | EmbedPool | None:
+        return self._embedder if self._embedder is not None else self._pool
+
+    @property
+    def embed_pool(self) -> EmbedPool | None:
+        """The face model's worker processes, if it runs in them."""
+        return self._pool
+
     def _faces(self, image: bytes) -> list[DetectedFace]:
+        if self._pool is not None:
+            return self._pool.embed(image)  # decoded and downscaled in the worker too
         if self._embedder is None:
             raise FailedPrecondition(
                 f"this server is vector-only (dim {self.config.dim}, no face model): "
@@ -165,8 +205,9 @@ class Engine:
             faces = self._faces(image)
         if not faces:
             raise FailedPrecondition("no face was found in the image")
-        assert self._embedder is not None  # _faces refused a vector-only server
-        return Embedding([f.face for f in faces], self._embedder.model, self._embedder.dim)
+        face_model = self._face_model
+        assert face_model is not None  # _faces refused a vector-only server
+        return Embedding([f.face for f in faces], face_model.model, face_model.dim)
 
     # ---- add -------------------------------------------------------------------------
 
@@ -186,16 +227,47 @@ class Engine:
         When this returns, the stored items are in the WAL, fsynced. If the client goes away
         while the batch's images are embedded, nothing of it is stored (Cancelled).
         """
-        index = self.index
-        self.check_vector_model(vector_model)
+        return self.finish_add(self.begin_add(items, vector_model, alive))
+
+    def begin_add(
+        self, items: Sequence[AddItem], vector_model: str = "", alive: Alive = always_alive
+    ) -> PendingAdd:
+        """Check a batch, wait for its place in the face model's queue and, with worker
+        processes, start embedding all its images at once; finish_add stores it."""
+        self.check_vector_model(vector_model)  # Unavailable while the server loads
         if len(items) > self.config.max_batch_items:
             raise ResourceExhausted(
                 f"a batch holds {len(items)} items; the limit is {self.config.max_batch_items} "
                 "(--max-batch-items)"
             )
-        has_images = any(item.image is not None for item in items)
-        with self.embed_queue.admit(wait=True, alive=alive) if has_images else nullcontext():
-            prepared = self._prepare(items, alive)
+        pending = PendingAdd(items, alive)
+        if any(item.image is not None for item in items):
+            pending.admission.enter_context(self.embed_queue.admit(wait=True, alive=alive))
+            if self._pool is not None:
+                try:
+                    pending.jobs = [self._submit(item, self._pool) for item in items]
+                except BaseException:
+                    pending.abandon()
+                    raise
+        return pending
+
+    def _submit(self, item: AddItem, pool: EmbedPool) -> Future[list[DetectedFace]] | None:
+        if item.image is None:
+            return None
+        try:
+            self._check_sizes(item)
+        except FaceSearchError:
+            return None  # refused again, as its own error, when the batch is stored
+        return pool.submit(item.image)
+
+    def finish_add(self, pending: PendingAdd) -> list[AddResult]:
+        """Wait for the batch's images and store it (see add)."""
+        index = self.index
+        items = pending.items
+        try:
+            prepared = self._prepare(pending)
+        finally:
+            pending.abandon()  # the queue's place is free once the images are embedded
         results: list[AddResult] = []
         entries: list[Entry] = []
         waiting: list[tuple[int, DetectedFace | None, int]] = []  # result slot, face, faces
@@ -209,6 +281,7 @@ class Engine:
             waiting.append((len(results), subject, faces_found))
             results.append(AddResult(id=None))  # filled in once the index has stored it
         stored_outcomes = index.add(entries)
+        self._note_change()
         self._maybe_checkpoint()
         for (slot, subject, faces_found), stored in zip(waiting, stored_outcomes, strict=True):
             if isinstance(stored, FaceSearchError):
@@ -219,11 +292,12 @@ class Engine:
         return results
 
     def _prepare(
-        self, items: Sequence[AddItem], alive: Alive
+        self, pending: PendingAdd
     ) -> list[tuple[FloatArray, DetectedFace | None, int] | FaceSearchError]:
+        items = pending.items
         prepared: list[tuple[FloatArray, DetectedFace | None, int] | FaceSearchError] = []
         for position, item in enumerate(items):
-            if item.image is not None and not alive():
+            if item.image is not None and not pending.embedded(position):
                 log.info(
                     "Add: the client went away after %d of %d items; the batch is not stored",
                     position,
@@ -232,7 +306,8 @@ class Engine:
                 raise Cancelled("the client cancelled or its deadline passed")
             try:
                 self._check_sizes(item)
-                prepared.append(self._item_vector(item))
+                job = pending.jobs[position] if pending.jobs else None
+                prepared.append(self._item_vector(item, job))
             except FaceSearchError as error:
                 prepared.append(error)
             except Exception as error:  # a model failure on one odd image spares the stream
@@ -249,13 +324,16 @@ class Engine:
             if size > limit:
                 raise InvalidArgument(f"the {what} is {size} bytes; the limit is {limit} ({flag})")
 
-    def _item_vector(self, item: AddItem) -> tuple[FloatArray, DetectedFace | None, int]:
-        """The vector to store, and for images the enrolled face and how many were found."""
+    def _item_vector(
+        self, item: AddItem, job: Future[list[DetectedFace]] | None = None
+    ) -> tuple[FloatArray, DetectedFace | None, int]:
+        """The vector to store, and for images the enrolled face and how many were found
+        (from the pool's `job` when the image was submitted to it)."""
         if item.vector is not None:
             return self.index.validate_vector(item.vector), None, 0
         if item.image is None:
             raise InvalidArgument("the item has neither an image nor a vector")
-        faces = self._faces(item.image)
+        faces = job.result() if job is not None else self._faces(item.image)
         if not faces:
             raise FailedPrecondition("no face was found in the image")
         subject = faces[0]  # the largest face
@@ -330,15 +408,14 @@ class Engine:
         started = time.perf_counter()
         ids, distances = index.search(matrix, k, ef, exact)
         search_seconds = time.perf_counter() - started
-        records = index.records_of(ids)
         threshold = index.threshold
         matches = distances <= threshold if threshold is not None else np.zeros(ids.shape, bool)
         return BatchResult(
             ids=ids,
             distances=distances,
-            labels=[[r.label for r in row] for row in records],
+            labels=index.labels_of(ids),
             matches=matches,
-            metadata=[[r.metadata for r in row] for row in records] if with_metadata else None,
+            metadata=index.metadata_of(ids) if with_metadata else None,
             search_seconds=search_seconds,
         )
 
@@ -362,6 +439,7 @@ class Engine:
                 "(--max-batch-items)"
             )
         deleted = self.index.delete(ids)
+        self._note_change()
         self._maybe_checkpoint()
         return deleted
 
@@ -406,6 +484,7 @@ class Engine:
     def compact(self) -> CompactResult:
         started = time.perf_counter()
         removed = self.index.compact()
+        self._note_change()
         seconds = time.perf_counter() - started
         if removed:
             log.info("compacted: %d deleted items dropped in %.2fs", removed, seconds)
@@ -413,6 +492,8 @@ class Engine:
 
     def stats(self) -> Stats:
         index = self.index
+        calibrator = self._calibrator
+        latest = calibrator.latest if calibrator else None
         contract = index.contract
         return Stats(
             count=index.count,
@@ -430,4 +511,7 @@ class Engine:
             wal_dropped=self.recovery.dropped,
             wal_bytes=index.wal.size_bytes if index.wal else 0,
             embed_queue=self.embed_queue.depth,
+            target_recall=calibrator.target if calibrator else 0.0,
+            estimated_recall=latest.recall if latest else 0.0,
+            recall_measured_at=latest.measured_at if latest else 0,
         )

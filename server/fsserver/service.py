@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any, TypeVar
 
 import grpc
@@ -23,6 +23,7 @@ from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
 from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsserver.engine import Engine
 from fsserver.errors import FaceSearchError, InvalidArgument
+from fsserver.pipeline import PendingAdd, ReadAhead
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,19 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
     def Add(
         self, requests: Iterator[pb.AddRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.AddResponse]:
-        with _statuses(context, "Add"):
-            for request in requests:
-                request = _parsed(request)
-                items = [convert.add_item_from_pb(item) for item in request.items]
-                results = self.engine.add(items, request.vector_model, context.is_active)
+        # One request ahead: its images are embedding on the workers while this batch is
+        # stored. Its errors (a malformed request, say) still come after this batch's reply.
+        begun = (self._begin_add(request, context) for request in requests)
+        batches = ReadAhead(begun, discard=PendingAdd.abandon, name="add-read-ahead")
+        with _statuses(context, "Add"), closing(batches):
+            for pending in batches:
+                results = self.engine.finish_add(pending)
                 yield pb.AddResponse(results=[convert.add_result_to_pb(r) for r in results])
+
+    def _begin_add(self, request: Any, context: grpc.ServicerContext) -> PendingAdd:
+        request = _parsed(request)
+        items = [convert.add_item_from_pb(item) for item in request.items]
+        return self.engine.begin_add(items, request.vector_model, context.is_active)
 
     @_unary
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:

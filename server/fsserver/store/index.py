@@ -1,7 +1,8 @@
 """The face/vector index: a Voyager HNSW index plus labels, metadata and thumbnails.
 
-Ids are uint64 and stable; labels and metadata live in a sparse dict (only items that have
-them), so a million unlabelled padding vectors cost nothing beyond Voyager's own memory.
+Ids are uint64 and stable; labels, metadata and thumbnails live in a RecordTable (a few
+bytes per labelled item; see records.py), so a million vectors cost little beyond
+Voyager's own memory.
 
 With a write-ahead log attached, every add and delete is appended and fsynced before it
 is applied, all under one mutation lock, so the log's order is the index's order and a
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,8 @@ import voyager
 from fsclient.types import FloatArray, Item, Neighbor
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError, InvalidArgument, NotFound, ResourceExhausted
+from fsserver.store import exact
+from fsserver.store.records import NO_RECORD, Record, RecordTable
 from fsserver.store.rwlock import ReadWriteLock
 from fsserver.store.wal import WriteAheadLog
 from fsserver.store.wal_records import AddRecord, DeleteRecord, WalRecord
@@ -37,16 +40,6 @@ E4M3_MAX = 448.0  # the largest finite 8-bit float (E4M3) Voyager stores
 _INSERT_CHUNK = 256
 # Grow capacity in big steps: a resize locks queries out, so it should be rare.
 _MIN_CAPACITY = 1024
-
-
-@dataclass(frozen=True)
-class Record:
-    label: str = ""
-    metadata: str = ""
-    thumbnail: bytes = b""
-
-
-NO_RECORD = Record()  # shared by every item without label, metadata or thumbnail
 
 
 @dataclass(frozen=True)
@@ -68,7 +61,7 @@ class FaceIndex:
         ef: int = 64,
         threshold: float | None = None,
         voyager_index: voyager.Index | None = None,
-        records: dict[int, Record] | None = None,
+        records: RecordTable | None = None,
         deleted: Iterable[int] = (),
         next_id: int = 0,
     ) -> None:
@@ -83,7 +76,7 @@ class FaceIndex:
             max_elements=_MIN_CAPACITY,
             storage_data_type=_STORAGES[contract.storage],
         )
-        self._records: dict[int, Record] = records or {}
+        self._records = records or RecordTable()
         self._deleted: set[int] = set(deleted)
         # Persisted, so an id freed by delete and compaction is never handed out again.
         self._next_id = max(next_id, max((int(i) for i in self._index.ids), default=-1) + 1)
@@ -233,10 +226,7 @@ class FaceIndex:
                 _insert(self._index, self._deleted, self._lock, self._labels, record, self._records)
             except Exception:
                 for id, old in before.items():
-                    if old is None:
-                        self._records.pop(id, None)
-                    else:
-                        self._records[id] = old
+                    self._records.set(id, old)
                 raise
         else:
             live = [i for i in record.ids.tolist() if i in self]
@@ -244,7 +234,7 @@ class FaceIndex:
                 for id in live:
                     self._index.mark_deleted(id)
                     self._deleted.add(id)
-                    self._records.pop(id, None)
+                    self._records.discard(id)
         if self._pending is not None:
             self._pending.append(record)
         self.version += 1
@@ -340,7 +330,7 @@ class FaceIndex:
         with self._lock.read(), self._labels:
             if id not in self:
                 raise NotFound(f"no item with id {id}")
-            record = self._records.get(id, NO_RECORD)
+            record = self._records.get(id)
             vector = np.asarray(self._index.get_vector(id), dtype=np.float32)
         return Item(id, record.label, record.metadata, vector, record.thumbnail)
 
@@ -363,45 +353,69 @@ class FaceIndex:
         """
         if k < 1:
             raise InvalidArgument(f"k must be at least 1, not {k}")
-        matrix = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        with self._lock.read():
-            k = min(k, self.count)
-            if k == 0:
-                return np.zeros((len(matrix), 0), np.uint64), np.zeros((len(matrix), 0), np.float32)
-            if exact:
-                ids, raw = self._exact(matrix, k)
-            else:
-                query_ef = max(ef or self.default_ef, k)
-                try:
-                    ids, raw = self._index.query(matrix, k=k, query_ef=query_ef)
-                except voyager.RecallError:
-                    # Deleted items can leave the graph walk short of k; be exact instead.
-                    ids, raw = self._exact(matrix, k)
+        # Voyager takes only writable, contiguous float32 (not a view of request bytes).
+        matrix = np.require(np.atleast_2d(vectors), np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
+        k = min(k, self.count)
+        if k == 0:
+            return np.zeros((len(matrix), 0), np.uint64), np.zeros((len(matrix), 0), np.float32)
+        found = None
+        if not exact:
+            # Deleted items can leave the graph walk short of k (RecallError): be exact then.
+            with self._lock.read(), suppress(voyager.RecallError):
+                found = self._index.query(matrix, k=k, query_ef=max(ef or self.default_ef, k))
+        ids, raw = found if found is not None else self.exact_nearest(matrix, k)
         distances = self.contract.to_user_distances(np.asarray(raw, dtype=np.float32))
         return np.asarray(ids, dtype=np.uint64), distances
 
-    def records_of(self, ids: npt.NDArray[np.uint64]) -> list[list[Record]]:
-        """The record (label, metadata) of each id in a rows x k table of search results."""
-        get = self._records.get
-        return [[get(id, NO_RECORD) for id in row] for row in ids.tolist()]
+    def exact_nearest(self, matrix: FloatArray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force: ids and Voyager-scale distances of each row's k nearest live items."""
+        cosine = self.contract.space == "cosine"
+        return exact.nearest(matrix, k, self.live_chunks(), cosine=cosine)
 
-    def _exact(self, matrix: FloatArray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        with self._labels:
-            live = np.array([i for i in self._index.ids if i not in self._deleted], np.uint64)
-            stored = np.asarray(self._index.get_vectors(live.tolist()), dtype=np.float32)
-        if self.contract.space == "cosine":
-            unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
-            stored_unit = stored / np.linalg.norm(stored, axis=1, keepdims=True)
-            distances = 1.0 - unit @ stored_unit.T
-        else:
-            distances = ((matrix[:, None, :] - stored[None, :, :]) ** 2).sum(axis=2)
-        order = np.argsort(distances, axis=1, kind="stable")[:, :k]
-        return live[order], np.take_along_axis(distances, order, axis=1)
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[npt.NDArray[np.uint64], FloatArray]:
+        """n live items drawn at random: their ids and stored vectors."""
+        with self._lock.read(), self._labels:
+            ids = self._live_ids()
+            picked = rng.choice(ids, size=min(n, len(ids)), replace=False)
+            vectors = np.asarray(self._index.get_vectors(picked), dtype=np.float32)
+        return picked, vectors
+
+    def _live_ids(self) -> npt.NDArray[np.uint64]:
+        """Ids of live items; the caller holds the read and labels locks."""
+        ids = np.fromiter(self._index.ids, np.uint64, len(self._index))
+        if self._deleted:
+            gone = np.fromiter(self._deleted, np.uint64, len(self._deleted))
+            ids = ids[~np.isin(ids, gone)]
+        return ids
+
+    def live_chunks(
+        self, size: int = 65_536
+    ) -> Iterator[tuple[npt.NDArray[np.uint64], FloatArray]]:
+        """Every live item's id and stored vector, a chunk at a time.
+
+        Locks are held per chunk, not throughout, so a scan of a million vectors never
+        holds writers off for long; a change made mid-scan may or may not be seen.
+        """
+        with self._lock.read(), self._labels:
+            index = self._index  # a compaction may swap in another; this one stays valid
+            ids = self._live_ids()
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            with self._lock.read(), self._labels:
+                vectors = np.asarray(index.get_vectors(chunk), dtype=np.float32)
+            yield chunk, vectors
+
+    def labels_of(self, ids: npt.NDArray[np.uint64]) -> list[list[str]]:
+        """The label of each id in a rows x k table of search results."""
+        return self._records.labels_of(ids)
+
+    def metadata_of(self, ids: npt.NDArray[np.uint64]) -> list[list[str]]:
+        return self._records.metadata_of(ids)
 
     def _neighbors(self, ids: np.ndarray, distances: np.ndarray) -> list[Neighbor]:
         neighbors = []
         for raw_id, distance in zip(ids.tolist(), distances.tolist(), strict=True):
-            record = self._records.get(raw_id, NO_RECORD)
+            record = self._records.get(raw_id)
             match = self.threshold is not None and distance <= self.threshold
             neighbors.append(Neighbor(raw_id, record.label, record.metadata, distance, match))
         return neighbors
@@ -415,7 +429,7 @@ class FaceIndex:
             yield self
 
     @property
-    def records(self) -> dict[int, Record]:
+    def records(self) -> RecordTable:
         return self._records
 
     @property
@@ -429,7 +443,7 @@ def _insert(
     lock: ReadWriteLock | None,
     labels: threading.Lock | None,
     record: AddRecord,
-    records: dict[int, Record] | None,
+    records: RecordTable | None,
 ) -> None:
     """Add or replace rows (and their records); grows capacity and revives deleted ids.
 
@@ -454,11 +468,10 @@ def _insert(
             chunk_ids = [ids[i] for i in chunk]
             with lock.read() if lock else nullcontext(), labels or nullcontext():
                 if records is not None:
-                    for i in chunk.tolist():
-                        label, metadata = record.labels[i], record.metadata[i]
-                        thumbnail = record.thumbnails[i]
-                        if label or metadata or thumbnail:
-                            records[ids[i]] = Record(label, metadata, thumbnail)
-                        else:
-                            records.pop(ids[i], None)
+                    positions = chunk.tolist()
+                    records.set_labels(chunk_ids, [record.labels[i] for i in positions])
+                    for i in positions:
+                        metadata, thumbnail = record.metadata[i], record.thumbnails[i]
+                        if metadata or thumbnail or records.has_extras(ids[i]):
+                            records.set_extras(ids[i], metadata, thumbnail)
                 index.add_items(record.vectors[chunk], ids=chunk_ids, num_threads=threads)

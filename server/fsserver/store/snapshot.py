@@ -2,7 +2,9 @@
 
     data_dir/snapshots/000000000007/
         index.voyager   Voyager's own file
-        records.jsonl   {"id", "label", "metadata", "thumbnail" (base64)} for labelled items
+        labels.npz      ids (uint64) and label codes (int32) of labelled items
+        labels.json     the label of each code (each distinct label once)
+        records.jsonl   {"id", "metadata", "thumbnail" (base64)} for items with either
         deleted.json    ids deleted since the graph was built
         manifest.json   format, embedding contract, counts, sha256 + size of each file
 
@@ -30,16 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import voyager
 
 from fsclient.types import SaveResult
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import ContractMismatch, FaceSearchError
-from fsserver.store.index import FaceIndex, Record
+from fsserver.store.index import FaceIndex
+from fsserver.store.records import Record, RecordTable
 
 log = logging.getLogger(__name__)
 
-FORMAT = "facesearch-snapshot/1"
+FORMAT = "facesearch-snapshot/2"
+# Format 1 kept every label in records.jsonl (one JSON line per labelled item); still read.
+READABLE_FORMATS = ("facesearch-snapshot/1", FORMAT)
 SNAPSHOTS_DIR = "snapshots"
 KEEP = 2  # the newest and the one before it
 INDEX_FILE, RECORDS_FILE, DELETED_FILE, MANIFEST_FILE = (
@@ -48,6 +54,8 @@ INDEX_FILE, RECORDS_FILE, DELETED_FILE, MANIFEST_FILE = (
     "deleted.json",
     "manifest.json",
 )
+LABEL_CODES_FILE, LABEL_NAMES_FILE = "labels.npz", "labels.json"
+DATA_FILES = (INDEX_FILE, LABEL_CODES_FILE, LABEL_NAMES_FILE, RECORDS_FILE, DELETED_FILE)
 
 
 class SnapshotCorrupt(FaceSearchError):
@@ -92,17 +100,21 @@ def save_snapshot(index: FaceIndex, data_dir: Path) -> SaveResult:
         wal_lsn = index.wal.rotate() if index.wal else 0
         next_id = index.next_id
         index.voyager_index.save(str(temp / INDEX_FILE))
+        ids, codes, names = index.records.label_columns()
+        with (temp / LABEL_CODES_FILE).open("wb") as columns:
+            np.savez(columns, ids=ids, codes=codes)
+        (temp / LABEL_NAMES_FILE).write_text(json.dumps(names, ensure_ascii=False))
         with (temp / RECORDS_FILE).open("w", encoding="utf-8") as f:
-            for id, record in index.records.items():
-                row = {"id": id, "label": record.label, "metadata": record.metadata}
-                if record.thumbnail:
-                    row["thumbnail"] = base64.b64encode(record.thumbnail).decode("ascii")
+            for id, metadata, thumbnail in index.records.extras():
+                row: dict[str, Any] = {"id": id, "metadata": metadata}
+                if thumbnail:
+                    row["thumbnail"] = base64.b64encode(thumbnail).decode("ascii")
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         (temp / DELETED_FILE).write_text(json.dumps(sorted(index.deleted)))
         count, deleted = index.count, index.deleted_count
     files: dict[str, dict[str, Any]] = {
         name: {"sha256": _sha256(temp / name), "bytes": (temp / name).stat().st_size}
-        for name in (INDEX_FILE, RECORDS_FILE, DELETED_FILE)
+        for name in DATA_FILES
     }
     manifest = {
         "format": FORMAT,
@@ -145,7 +157,7 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         manifest: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise SnapshotCorrupt(f"snapshot manifest {path} is unreadable: {error}") from None
-    if manifest.get("format") != FORMAT:
+    if manifest.get("format") not in READABLE_FORMATS:
         raise SnapshotCorrupt(f"{path} has format {manifest.get('format')!r}, not {FORMAT!r}")
     try:
         files = {name: str(expected["sha256"]) for name, expected in manifest["files"].items()}
@@ -160,6 +172,29 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         if _sha256(file) != sha256:
             raise SnapshotCorrupt(f"snapshot file {file} fails its checksum (corrupt)")
     return manifest
+
+
+def _load_records(directory: Path) -> RecordTable:
+    if (directory / LABEL_CODES_FILE).is_file():
+        with np.load(directory / LABEL_CODES_FILE) as columns:
+            ids, codes = columns["ids"].astype(np.uint64), columns["codes"].astype(np.int32)
+        names = json.loads((directory / LABEL_NAMES_FILE).read_text(encoding="utf-8"))
+        if len(ids) != len(codes) or (
+            len(codes) and not 0 <= codes.min() <= codes.max() < len(names)
+        ):
+            raise ValueError("label codes do not match the label names")
+        records = RecordTable.from_columns(ids, codes, names)
+    else:
+        records = RecordTable()
+    with (directory / RECORDS_FILE).open(encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            thumbnail = base64.b64decode(row["thumbnail"]) if "thumbnail" in row else b""
+            if "label" in row:  # format 1: every field in one line
+                records.set(int(row["id"]), Record(row["label"], row["metadata"], thumbnail))
+            else:
+                records.set_extras(int(row["id"]), row["metadata"], thumbnail)
+    return records
 
 
 @dataclass(frozen=True)
@@ -214,14 +249,9 @@ def _load(
         )
     try:
         voyager_index = voyager.Index.load(str(directory / INDEX_FILE))
-        records = {}
-        with (directory / RECORDS_FILE).open(encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                thumbnail = base64.b64decode(row["thumbnail"]) if "thumbnail" in row else b""
-                records[int(row["id"])] = Record(row["label"], row["metadata"], thumbnail)
+        records = _load_records(directory)
         deleted = [int(i) for i in json.loads((directory / DELETED_FILE).read_text())]
-    except (ValueError, KeyError, RuntimeError, OSError) as error:  # checksums held, yet
+    except (ValueError, KeyError, IndexError, RuntimeError, OSError) as error:  # checksums held
         raise SnapshotCorrupt(f"snapshot {directory} cannot be read: {error}") from None
     index = FaceIndex(
         contract,
