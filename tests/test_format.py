@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -139,6 +140,13 @@ def test_embedding_item_stats_and_save_texts() -> None:
         count=3, dim=128, space="euclidean", storage="float32", model="", detector="", ef=64
     )
     assert "model          (none: vector-only)" in format_stats(stats).splitlines()
+    assert "ef             64 (fixed: --target-recall is off)" in format_stats(stats)
+    calibrated = replace(
+        stats, target_recall=0.99, estimated_recall=0.9934, recall_measured_at=100_000
+    )
+    assert "ef             64 (recall@10 0.993 measured over 100000 items; target 0.99)" in (
+        format_stats(calibrated)
+    )
     assert format_save(SaveResult("snapshots/1", 3, 2048, 0.5)) == (
         "saved 3 items to snapshot snapshots/1 (2.0 kB) in 0.50 s"
     )
@@ -207,6 +215,9 @@ def test_to_json_of_items_errors_and_add_reports() -> None:
         "wal_dropped",
         "wal_bytes",
         "embed_queue",
+        "target_recall",
+        "estimated_recall",
+        "recall_measured_at",
     ]
 
 

@@ -153,7 +153,7 @@ def run_query(args: argparse.Namespace, client: FaceSearchClient) -> int:
     if args.show:
         require_pillow()  # before a slow query whose picture could not be drawn
     query_image: bytes | None = None
-    options = {"k": args.k, "ef": args.ef}
+    options = {"k": args.k, "ef": args.ef, "exact": args.exact}
     if args.image is not None:
         query_image = read_file(args.image)
         result = client.query(image=query_image, **options)
@@ -303,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("-k", type=_positive_int, default=5, help="neighbours per face (default: 5)")
     query.add_argument(
         "--ef", type=_positive_int, metavar="N", help="search breadth (default: the server's)"
+    )
+    query.add_argument(
+        "--exact",
+        action="store_true",
+        help="brute force over every stored vector: exact neighbours, slow on large indexes",
     )
     query.add_argument(
         "--show", metavar="OUT.png", help="draw the faces and their neighbours (needs Pillow)"

@@ -30,6 +30,7 @@ from fsclient.types import (
     QueryResult,
     SaveResult,
     Stats,
+    VectorRows,
 )
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -151,6 +152,9 @@ class FaceSearchClient:
             )
             for batch in batched(items, batch_size)
         )
+        return self._add_stream(requests)
+
+    def _add_stream(self, requests: Iterator[pb.AddRequest]) -> Iterator[list[AddResult]]:
         try:
             for response in self._stub.Add(requests, timeout=self.timeout):
                 yield [convert.add_result_from_pb(r) for r in response.results]
@@ -196,20 +200,58 @@ class FaceSearchClient:
         vector_model: str = "",
     ) -> list[AddResult]:
         """Enroll raw vectors (one per row); one AddResult per row, in order."""
+        return [
+            r
+            for batch in self.add_vector_batches(
+                vectors,
+                labels=labels,
+                ids=ids,
+                metadata=metadata,
+                batch_size=batch_size,
+                vector_model=vector_model,
+            )
+            for r in batch
+        ]
+
+    def add_vector_batches(
+        self,
+        vectors: npt.ArrayLike,
+        *,
+        labels: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+        metadata: Sequence[str] | None = None,
+        batch_size: int = 1000,
+        vector_model: str = "",
+    ) -> Iterator[list[AddResult]]:
+        """add_vectors, yielding each batch's results as the server stores it (for progress).
+
+        Rows travel packed (`AddRequest.rows`): no per-vector message is built or parsed.
+        """
         matrix = np.asarray(vectors, dtype=np.float32)
         if matrix.ndim == 1:
             matrix = matrix[None, :]
-        items = (
-            AddItem(
-                vector=row,
-                label=labels[i] if labels is not None else "",
-                id=int(ids[i]) if ids is not None else None,
-                metadata=metadata[i] if metadata is not None else "",
+        for name, column in (("labels", labels), ("ids", ids), ("metadata", metadata)):
+            if column is not None and len(column) != len(matrix):
+                raise ValueError(f"{len(column)} {name} for {len(matrix)} vectors")
+
+        def part(column: Sequence[T] | None, start: int) -> Sequence[T]:
+            return column[start : start + batch_size] if column is not None else ()
+
+        requests = (
+            pb.AddRequest(
+                vector_model=vector_model,
+                rows=convert.vector_rows_to_pb(
+                    VectorRows(
+                        matrix[start : start + batch_size],
+                        labels=part(labels, start),
+                        ids=[int(i) for i in part(ids, start)],
+                        metadata=part(metadata, start),
+                    )
+                ),
             )
-            for i, row in enumerate(matrix)
+            for start in range(0, len(matrix), batch_size)
         )
-        batches = self.add(items, batch_size=batch_size, vector_model=vector_model)
-        return [r for batch in batches for r in batch]
+        return self._add_stream(requests)
 
     def query(
         self,

@@ -28,6 +28,7 @@ from fsclient.types import (
     QueryResult,
     SaveResult,
     Stats,
+    VectorRows,
 )
 
 
@@ -96,6 +97,34 @@ def add_item_from_pb(message: pb.AddItem) -> AddItem:
         label=message.label,
         id=message.id if message.HasField("id") else None,
         metadata=message.metadata,
+    )
+
+
+def vector_rows_to_pb(rows: VectorRows) -> pb.VectorRows:
+    return pb.VectorRows(
+        vectors=np.ascontiguousarray(rows.vectors, dtype="<f4").tobytes(),
+        dim=rows.vectors.shape[1],
+        labels=rows.labels,
+        ids=rows.ids,
+        metadata=rows.metadata,
+    )
+
+
+def vector_rows_from_pb(message: pb.VectorRows) -> VectorRows:
+    """Raises ValueError for bytes that are not whole rows of `dim` float32 values."""
+    width = 4 * message.dim
+    if not width or len(message.vectors) % width:
+        raise ValueError(
+            f"rows hold {len(message.vectors)} bytes, not whole rows of dim {message.dim} "
+            "(4 bytes per value)"
+        )
+    return VectorRows(
+        vectors=np.frombuffer(message.vectors, dtype="<f4")
+        .astype(np.float32)
+        .reshape(-1, message.dim),
+        labels=list(message.labels),
+        ids=list(message.ids),
+        metadata=list(message.metadata),
     )
 
 

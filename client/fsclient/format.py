@@ -17,7 +17,10 @@ Nothing here prints or touches files, so every line the CLI writes can be unit-t
 - Item: id, label, metadata, vector, thumbnail_base64 ("" when there is none)
 - SaveResult: snapshot, count, bytes, seconds
 - Stats: count, deleted, dim, space, storage, model, detector, normalization, threshold,
-  ef, snapshot, wal_replayed, wal_dropped, wal_bytes, embed_queue
+  ef, snapshot, wal_replayed, wal_dropped, wal_bytes, embed_queue, target_recall,
+  estimated_recall, recall_measured_at
+- BatchResult: ids, distances, labels, matches (rows x k lists), metadata (or null),
+  search_seconds
 - CompactResult: removed, count, seconds
 """
 
@@ -33,6 +36,7 @@ import numpy as np
 
 from fsclient.types import (
     AddResult,
+    BatchResult,
     Box,
     CompactResult,
     Embedding,
@@ -204,12 +208,24 @@ def format_stats(stats: Stats) -> str:
             ("detector", stats.detector or "(none)"),
             ("normalization", stats.normalization or "(none)"),
             ("threshold", format_distance(stats.threshold) if stats.threshold else "(none)"),
-            ("ef", str(stats.ef)),
+            ("ef", format_ef(stats)),
             ("snapshot", stats.snapshot or "(none)"),
             ("wal", f"{format_bytes(stats.wal_bytes)}"),
             ("recovered", format_recovery(stats)),
             ("embed queue", str(stats.embed_queue)),
         ]
+    )
+
+
+def format_ef(stats: Stats) -> str:
+    """The default ef and, when it is calibrated, the recall it was measured to give."""
+    if not stats.target_recall:
+        return f"{stats.ef} (fixed: --target-recall is off)"
+    if not stats.recall_measured_at:
+        return f"{stats.ef} (not yet calibrated to recall@10 {stats.target_recall:.3g})"
+    return (
+        f"{stats.ef} (recall@10 {stats.estimated_recall:.3f} measured over "
+        f"{stats.recall_measured_at} items; target {stats.target_recall:.3g})"
     )
 
 
@@ -335,6 +351,17 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
         "wal_dropped": s.wal_dropped,
         "wal_bytes": s.wal_bytes,
         "embed_queue": s.embed_queue,
+        "target_recall": float(s.target_recall),
+        "estimated_recall": float(s.estimated_recall),
+        "recall_measured_at": s.recall_measured_at,
+    },
+    BatchResult: lambda b: {
+        "ids": b.ids.tolist(),
+        "distances": b.distances.tolist(),
+        "labels": b.labels,
+        "matches": b.matches.tolist(),
+        "metadata": b.metadata,
+        "search_seconds": b.search_seconds,
     },
     CompactResult: lambda c: {"removed": c.removed, "count": c.count, "seconds": c.seconds},
 }

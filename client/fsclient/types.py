@@ -6,6 +6,7 @@ one module that maps these to and from the wire messages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,6 +138,20 @@ class AddItem:
     label: str = ""
     id: int | None = None
     metadata: str = ""
+
+
+@dataclass(frozen=True)
+class VectorRows:
+    """Raw vectors to enroll, packed one per row: the bulk path of Add.
+
+    `labels`, `ids` and `metadata` are each empty or hold one entry per row; without ids
+    the server assigns them.
+    """
+
+    vectors: FloatArray  # rows x dim
+    labels: Sequence[str] = ()
+    ids: Sequence[int] = ()
+    metadata: Sequence[str] = ()
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from fsclient.types import (
     QueryResult,
     SaveResult,
     Stats,
+    VectorRows,
 )
 from fsserver.admission import Alive, EmbedQueue, always_alive
 from fsserver.config import Config
@@ -47,7 +48,7 @@ from fsserver.errors import (
     Unavailable,
 )
 from fsserver.images import decode_image
-from fsserver.pipeline import PendingAdd
+from fsserver.pipeline import CheckedRows, PendingAdd
 from fsserver.store.calibration import RecallCalibrator
 from fsserver.store.index import Entry, FaceIndex
 from fsserver.store.records import Record
@@ -230,17 +231,23 @@ class Engine:
         return self.finish_add(self.begin_add(items, vector_model, alive))
 
     def begin_add(
-        self, items: Sequence[AddItem], vector_model: str = "", alive: Alive = always_alive
+        self,
+        items: Sequence[AddItem],
+        vector_model: str = "",
+        alive: Alive = always_alive,
+        rows: VectorRows | None = None,
     ) -> PendingAdd:
         """Check a batch, wait for its place in the face model's queue and, with worker
         processes, start embedding all its images at once; finish_add stores it."""
         self.check_vector_model(vector_model)  # Unavailable while the server loads
-        if len(items) > self.config.max_batch_items:
+        checked = self._check_rows(rows) if rows is not None else None
+        total = len(items) + (checked.total if checked else 0)
+        if total > self.config.max_batch_items:
             raise ResourceExhausted(
-                f"a batch holds {len(items)} items; the limit is {self.config.max_batch_items} "
+                f"a batch holds {total} items; the limit is {self.config.max_batch_items} "
                 "(--max-batch-items)"
             )
-        pending = PendingAdd(items, alive)
+        pending = PendingAdd(items, alive, checked)
         if any(item.image is not None for item in items):
             pending.admission.enter_context(self.embed_queue.admit(wait=True, alive=alive))
             if self._pool is not None:
@@ -281,14 +288,87 @@ class Engine:
             waiting.append((len(results), subject, faces_found))
             results.append(AddResult(id=None))  # filled in once the index has stored it
         stored_outcomes = index.add(entries)
-        self._note_change()
-        self._maybe_checkpoint()
         for (slot, subject, faces_found), stored in zip(waiting, stored_outcomes, strict=True):
             if isinstance(stored, FaceSearchError):
                 results[slot] = AddResult(id=None, error=item_error(stored))
             else:
                 face = subject.face if subject else None
                 results[slot] = AddResult(id=stored, face=face, faces_found=faces_found)
+        if pending.rows is not None:
+            results += self._store_rows(pending.rows)
+        self._note_change()
+        self._maybe_checkpoint()
+        return results
+
+    def _check_rows(self, rows: VectorRows) -> CheckedRows:
+        """Shape packed rows by the index's dim and check each; a malformed block as a whole
+        (a partial row, a column of the wrong length) is InvalidArgument for the batch."""
+        index = self.index
+        total = len(rows.vectors)
+        for name, column in (
+            ("labels", rows.labels),
+            ("ids", rows.ids),
+            ("metadata", rows.metadata),
+        ):
+            if len(column) not in (0, total):
+                raise InvalidArgument(f"rows hold {total} vectors but {len(column)} {name}")
+        matrix = rows.vectors
+        labels = list(rows.labels) or [""] * total
+        metadata = list(rows.metadata) or [""] * total
+        errors: dict[int, ItemError] = {}
+        if matrix.shape[1] != index.contract.dim:
+            wrong = item_error(
+                InvalidArgument(
+                    f"vector has dimension {matrix.shape[1]}, this index holds dimension "
+                    f"{index.contract.dim}"
+                )
+            )
+            errors = dict.fromkeys(range(total), wrong)
+        else:
+            try:
+                index.validate_matrix(matrix)
+            except InvalidArgument:  # which rows, and why (the slow path: bad batches only)
+                for position, row in enumerate(matrix):
+                    try:
+                        index.validate_vector(row)
+                    except InvalidArgument as error:
+                        errors[position] = item_error(error)
+        for position, (label, text) in enumerate(zip(labels, metadata, strict=True)):
+            try:
+                self._check_sizes(AddItem(label=label, metadata=text))
+            except InvalidArgument as error:
+                errors.setdefault(position, item_error(error))
+        ids: list[int | None] = list(rows.ids) or [None] * total
+        if not errors:
+            return CheckedRows(matrix, list(range(total)), ids, labels, metadata, {}, total)
+        kept = [p for p in range(total) if p not in errors]
+        return CheckedRows(
+            matrix[kept],
+            kept,
+            [ids[p] for p in kept],
+            [labels[p] for p in kept],
+            [metadata[p] for p in kept],
+            errors,
+            total,
+        )
+
+    def _store_rows(self, rows: CheckedRows) -> list[AddResult]:
+        results = [AddResult(id=None)] * rows.total  # every slot is filled below
+        for position, error in rows.errors.items():
+            results[position] = AddResult(id=None, error=error)
+        if rows.positions:
+            stored = self.index.add_rows(
+                rows.vectors,
+                ids=rows.ids,
+                labels=rows.labels,
+                metadata=rows.metadata,
+                thumbnails=[b""] * len(rows.positions),
+            )
+            for position, outcome in zip(rows.positions, stored, strict=True):
+                if isinstance(outcome, FaceSearchError):
+                    results[position] = AddResult(id=None, error=item_error(outcome))
+                else:
+                    results[position] = AddResult(id=outcome)
         return results
 
     def _prepare(

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
-from fsclient.types import AddItem
+from fsclient.types import AddItem, FloatArray, ItemError
 from fsserver.admission import Alive
 from fsserver.embedder import DetectedFace
 
@@ -27,12 +27,28 @@ T = TypeVar("T")
 _POLL_SECONDS = 0.1
 
 
+@dataclass(frozen=True)
+class CheckedRows:
+    """AddRequest.rows after the checks that need no index lock: each row is either a
+    validated vector to store or its own error."""
+
+    vectors: FloatArray  # the rows to store, validated
+    positions: list[int]  # each stored row's position among all the rows
+    ids: list[int | None]
+    labels: list[str]
+    metadata: list[str]
+    errors: dict[int, ItemError]  # position → why that row is refused
+    total: int
+
+
 @dataclass
 class PendingAdd:
     """A checked batch whose images are being embedded; finish_add stores it."""
 
     items: Sequence[AddItem]
     alive: Alive
+    # Packed raw vectors (AddRequest.rows), checked and shaped: stored after the items.
+    rows: CheckedRows | None = None
     # Per item, the pool's work on its image (None: no image, or embedded in-process when
     # the batch is stored); None for the whole batch without a pool.
     jobs: list[Future[list[DetectedFace]] | None] | None = None

@@ -119,7 +119,11 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
     def _begin_add(self, request: Any, context: grpc.ServicerContext) -> PendingAdd:
         request = _parsed(request)
         items = [convert.add_item_from_pb(item) for item in request.items]
-        return self.engine.begin_add(items, request.vector_model, context.is_active)
+        try:
+            rows = convert.vector_rows_from_pb(request.rows) if request.HasField("rows") else None
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from None
+        return self.engine.begin_add(items, request.vector_model, context.is_active, rows)
 
     @_unary
     def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:

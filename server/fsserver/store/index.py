@@ -134,12 +134,14 @@ class FaceIndex:
         def refuse(bad: np.ndarray, message: str) -> InvalidArgument:
             return InvalidArgument(rows.format(int(np.flatnonzero(bad)[0])) + message)
 
-        finite = np.asarray(np.isfinite(matrix).all(axis=1))
-        if not finite.all():
-            raise refuse(~finite, "vector contains NaN or Inf")
-        with np.errstate(over="ignore", under="ignore"):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             squared_norms = np.einsum("ij,ij->i", matrix, matrix)  # in float32, as Voyager
+        # One check on the norms catches NaN, Inf and overflow alike (the query hot path);
+        # only a failure looks closer, to say which it was.
         if not np.isfinite(squared_norms).all():
+            finite = np.asarray(np.isfinite(matrix).all(axis=1))
+            if not finite.all():
+                raise refuse(~finite, "vector contains NaN or Inf")
             raise refuse(
                 ~np.isfinite(squared_norms),
                 "vector is too large: its squared length overflows float32, so no distance "
@@ -164,37 +166,66 @@ class FaceIndex:
         return matrix
 
     def add(self, entries: Sequence[Entry]) -> list[int | FaceSearchError]:
-        """Store entries in one Voyager call; per entry its id or its own error.
+        """Store entries in one Voyager call; per entry its id or its own error (see add_rows)."""
+        if not entries:
+            return []
+        return self.add_rows(
+            np.stack([e.vector for e in entries]),
+            ids=[e.id for e in entries],
+            labels=[e.record.label for e in entries],
+            metadata=[e.record.metadata for e in entries],
+            thumbnails=[e.record.thumbnail for e in entries],
+        )
 
-        With a WAL, the accepted entries are logged and fsynced first: when this returns,
-        they survive a crash. An OSError from the log fails the whole call, storing nothing.
+    def add_rows(
+        self,
+        vectors: FloatArray,
+        *,
+        ids: Sequence[int | None],
+        labels: Sequence[str],
+        metadata: Sequence[str],
+        thumbnails: Sequence[bytes],
+    ) -> list[int | FaceSearchError]:
+        """Store rows (validated vectors, one per row of every column) in one Voyager call;
+        per row its id or its own error (a bad or repeated id).
+
+        With a WAL, the accepted rows are logged and fsynced first: when this returns, they
+        survive a crash. An OSError from the log fails the whole call, storing nothing.
         """
-        outcomes: list[int | FaceSearchError] = []
         with self._mutation:
-            seen: set[int] = set()
-            accepted: list[Entry] = []
-            for entry in entries:
-                try:
-                    id = self._claim_id(entry.id, seen)
-                except FaceSearchError as error:
-                    outcomes.append(error)
-                    continue
-                seen.add(id)
-                accepted.append(entry)
-                outcomes.append(id)
-            if accepted:
-                ids = [o for o in outcomes if isinstance(o, int)]
-                record = AddRecord(
-                    lsn=0,
-                    ids=np.array(ids, dtype=np.uint64),
-                    vectors=np.stack([e.vector for e in accepted]),
-                    labels=[e.record.label for e in accepted],
-                    metadata=[e.record.metadata for e in accepted],
-                    thumbnails=[e.record.thumbnail for e in accepted],
-                )
-                if self.wal is not None:
-                    self.wal.append(record)
-                self._apply_or_unlog(record)
+            outcomes = self._claim_ids(ids)
+            kept = [row for row, outcome in enumerate(outcomes) if isinstance(outcome, int)]
+            if not kept:
+                return outcomes
+            every = len(kept) == len(outcomes)
+            record = AddRecord(
+                lsn=0,
+                ids=np.array([outcomes[row] for row in kept], dtype=np.uint64),
+                vectors=vectors if every else vectors[kept],
+                labels=list(labels) if every else [labels[row] for row in kept],
+                metadata=list(metadata) if every else [metadata[row] for row in kept],
+                thumbnails=list(thumbnails) if every else [thumbnails[row] for row in kept],
+            )
+            if self.wal is not None:
+                self.wal.append(record)
+            self._apply_or_unlog(record)
+        return outcomes
+
+    def _claim_ids(self, requested: Sequence[int | None]) -> list[int | FaceSearchError]:
+        if all(id is None for id in requested) and self._next_id + len(requested) <= MAX_ID:
+            first = self._next_id  # the bulk path: a run of fresh ids
+            self._next_id += len(requested)
+            return list(range(first, self._next_id))
+        seen: set[int] = set()
+        outcomes: list[int | FaceSearchError] = []
+        for wanted in requested:
+            try:
+                id = self._claim_id(wanted, seen)
+            except FaceSearchError as error:
+                outcomes.append(error)
+                continue
+            seen.add(id)
+            outcomes.append(id)
         return outcomes
 
     def replay(self, record: WalRecord) -> None:
@@ -361,8 +392,13 @@ class FaceIndex:
         found = None
         if not exact:
             # Deleted items can leave the graph walk short of k (RecallError): be exact then.
+            query_ef = max(ef or self.default_ef, k)
             with self._lock.read(), suppress(voyager.RecallError):
-                found = self._index.query(matrix, k=k, query_ef=max(ef or self.default_ef, k))
+                if len(matrix) == 1:  # the 1-D call skips Voyager's thread pool
+                    one_ids, one_distances = self._index.query(matrix[0], k=k, query_ef=query_ef)
+                    found = one_ids[None, :], one_distances[None, :]
+                else:
+                    found = self._index.query(matrix, k=k, query_ef=query_ef)
         ids, raw = found if found is not None else self.exact_nearest(matrix, k)
         distances = self.contract.to_user_distances(np.asarray(raw, dtype=np.float32))
         return np.asarray(ids, dtype=np.uint64), distances
@@ -413,12 +449,15 @@ class FaceIndex:
         return self._records.metadata_of(ids)
 
     def _neighbors(self, ids: np.ndarray, distances: np.ndarray) -> list[Neighbor]:
-        neighbors = []
-        for raw_id, distance in zip(ids.tolist(), distances.tolist(), strict=True):
-            record = self._records.get(raw_id)
-            match = self.threshold is not None and distance <= self.threshold
-            neighbors.append(Neighbor(raw_id, record.label, record.metadata, distance, match))
-        return neighbors
+        row = ids[None, :]
+        labels, metadata = self._records.labels_of(row)[0], self._records.metadata_of(row)[0]
+        threshold = self.threshold
+        return [
+            Neighbor(id, label, meta, distance, threshold is not None and distance <= threshold)
+            for id, label, meta, distance in zip(
+                ids.tolist(), labels, metadata, distances.tolist(), strict=True
+            )
+        ]
 
     # ---- for snapshots ---------------------------------------------------------------
 

@@ -125,10 +125,12 @@ class RecordTable:
             codes[position] = self._sparse.get(int(flat[position]), 0)
         names = self._names
         labels = [names[code] for code in codes.tolist()]
-        width = ids.shape[1] if ids.ndim == 2 else len(flat)
-        return [labels[start : start + width] for start in range(0, len(labels), width or 1)]
+        rows, width = ids.shape if ids.ndim == 2 else (1, len(flat))
+        return [labels[row * width : (row + 1) * width] for row in range(rows)]
 
     def metadata_of(self, ids: npt.NDArray[np.uint64]) -> list[list[str]]:
+        if not self._metadata:  # the common case: skip the per-id lookups
+            return [[""] * ids.shape[1] for _ in range(ids.shape[0])]
         get = self._metadata.get
         return [[get(id, "") for id in row] for row in ids.tolist()]
 

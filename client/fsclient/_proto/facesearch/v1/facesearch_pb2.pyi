@@ -73,12 +73,28 @@ class AddItem(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., label: _Optional[str] = ..., id: _Optional[int] = ..., metadata: _Optional[str] = ...) -> None: ...
 
 class AddRequest(_message.Message):
-    __slots__ = ("items", "vector_model")
+    __slots__ = ("items", "vector_model", "rows")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[AddItem]
     vector_model: str
-    def __init__(self, items: _Optional[_Iterable[_Union[AddItem, _Mapping]]] = ..., vector_model: _Optional[str] = ...) -> None: ...
+    rows: VectorRows
+    def __init__(self, items: _Optional[_Iterable[_Union[AddItem, _Mapping]]] = ..., vector_model: _Optional[str] = ..., rows: _Optional[_Union[VectorRows, _Mapping]] = ...) -> None: ...
+
+class VectorRows(_message.Message):
+    __slots__ = ("vectors", "dim", "labels", "ids", "metadata")
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    vectors: bytes
+    dim: int
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    metadata: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, vectors: _Optional[bytes] = ..., dim: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., ids: _Optional[_Iterable[int]] = ..., metadata: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AddResult(_message.Message):
     __slots__ = ("id", "error", "face", "faces_found")

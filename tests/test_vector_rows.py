@@ -1,0 +1,106 @@
+"""Add's packed rows (AddRequest.rows): the bulk path must keep every per-item promise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+import numpy as np
+import pytest
+
+from fsclient import AddItem
+from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
+from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from support import RunningServer
+
+DIM = 16
+
+
+def rows_request(vectors: np.ndarray, **columns: list) -> pb.AddRequest:
+    matrix = np.atleast_2d(np.asarray(vectors, "<f4"))
+    return pb.AddRequest(
+        rows=pb.VectorRows(vectors=matrix.tobytes(), dim=matrix.shape[1], **columns)
+    )
+
+
+def test_rows_store_labels_metadata_and_ids(vector_server: RunningServer) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(2500, DIM)).astype(np.float32)
+    with vector_server.client() as client:
+        labels = [f"p{i // 10}" for i in range(2500)]
+        results = client.add_vectors(vectors, labels=labels, metadata=["{}"] * 2500)
+        assert [r.id for r in results] == list(range(2500))
+        item = client.get(1234)
+        assert (item.label, item.metadata) == ("p123", "{}")
+        np.testing.assert_array_equal(item.vector, vectors[1234])
+        # Upsert by id through rows, beside fresh ids from the server.
+        again = client.add_vectors(vectors[:2] * 2, ids=[5, 2**63], labels=["new", "far"])
+        assert [r.id for r in again] == [5, 2**63]
+        assert client.get(5).label == "new" and client.get(2**63).label == "far"
+        assert client.stats().count == 2501
+
+
+def test_items_and_rows_in_one_request_answer_in_order(vector_server: RunningServer) -> None:
+    with grpc.insecure_channel(vector_server.address) as channel:
+        stub = pb_grpc.FaceSearchStub(channel)
+        request = rows_request(np.eye(DIM)[:3], labels=["r0", "r1", "r2"])
+        request.items.append(pb.AddItem(vector=pb.Vector(values=np.ones(DIM).tolist()), label="i"))
+        (response,) = stub.Add(iter([request]))
+        assert [r.id for r in response.results] == [0, 1, 2, 3]  # the item first, then rows
+        labels = [stub.Get(pb.GetRequest(id=i)).label for i in range(4)]
+        assert labels == ["i", "r0", "r1", "r2"]
+
+
+def test_bad_rows_fail_alone(start_server: Callable[..., RunningServer]) -> None:
+    server = start_server(dim=DIM, model="", max_label_bytes=8)
+    vectors = np.ones((5, DIM), np.float32)
+    vectors[1, 3] = np.nan
+    vectors[3] = 1e30  # its squared length overflows float32
+    with server.client() as client:
+        results = client.add_vectors(
+            vectors, labels=["ok", "nan", "much-too-long", "big", "ok"], ids=[1, 2, 3, 4, 1]
+        )
+        reasons = [r.error.message if r.error else "" for r in results]
+        assert results[0].id == 1 and results[4].error is not None
+        assert "NaN" in reasons[1] and "--max-label-bytes" in reasons[2]
+        assert "overflows" in reasons[3] and "more than once" in reasons[4]
+        wrong = client.add_vectors(np.ones((2, DIM - 1)))
+        assert all(r.error and "dimension 15" in r.error.message for r in wrong)
+        assert client.stats().count == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (pb.VectorRows(vectors=b"\x00" * (4 * DIM + 2), dim=DIM), "not whole rows"),
+        (pb.VectorRows(vectors=b"\x00" * (4 * DIM), dim=0), "not whole rows"),
+        (
+            pb.VectorRows(vectors=np.ones(2 * DIM, "<f4").tobytes(), dim=DIM, labels=["a"]),
+            "1 labels",
+        ),
+        (pb.VectorRows(vectors=np.ones(DIM, "<f4").tobytes(), dim=DIM, ids=[1, 2]), "2 ids"),
+    ],
+)
+def test_malformed_rows_refuse_the_batch(
+    vector_server: RunningServer, rows: pb.VectorRows, message: str
+) -> None:
+    with grpc.insecure_channel(vector_server.address) as channel:
+        stub = pb_grpc.FaceSearchStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            list(stub.Add(iter([pb.AddRequest(rows=rows)])))
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in error.value.details()
+    with vector_server.client() as client:  # nothing stored, still serving
+        assert client.stats().count == 0
+        assert client.add([AddItem(vector=np.ones(DIM))]) is not None
+
+
+def test_a_rows_batch_over_the_limit_is_resource_exhausted(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    server = start_server(dim=DIM, model="", max_batch_items=10)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.FaceSearchStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            list(stub.Add(iter([rows_request(np.ones((11, DIM)))])))
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
