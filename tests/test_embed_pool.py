@@ -41,12 +41,20 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) 
 
 
 def alive(pid: int) -> bool:
-    """The process exists and is not a zombie (an orphan's zombie may wait for init)."""
+    """Some thread of the process still runs: a zombie (an orphan's may wait for init) is
+    dead, but only once its last thread has exited too (and its pipes have closed)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # that thread has just gone
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def children(pid: int) -> list[int]:
@@ -60,6 +68,24 @@ def children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def kill_mid_image(pool: EmbedPool) -> int:
+    """SIGKILL a worker while it is embedding an image. It is stopped first and killed only
+    if still busy then, so it cannot finish the image between the look and the kill."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        busy = pool.busy_pids
+        if not busy:
+            time.sleep(0.01)
+            continue
+        os.kill(busy[0], signal.SIGSTOP)
+        time.sleep(0.3)  # a reply sent just before the stop is read by the server meanwhile
+        if busy[0] in pool.busy_pids:
+            os.kill(busy[0], signal.SIGKILL)
+            return busy[0]
+        os.kill(busy[0], signal.SIGCONT)
+    pytest.fail("no worker was seen embedding an image", pytrace=False)
 
 
 def in_process(embedder: Embedder, path: Path) -> list[DetectedFace]:
@@ -176,9 +202,7 @@ def test_a_worker_killed_mid_image_fails_that_image_only_and_is_replaced(
 
         call = threading.Thread(target=embed)
         call.start()
-        wait_for(lambda: pool.busy_pids, "a worker to take the image")
-        victim = pool.busy_pids[0]
-        os.kill(victim, signal.SIGKILL)
+        victim = kill_mid_image(pool)
         call.join(WAIT)
         assert len(failure) == 1, "the image being embedded did not fail"
         error = failure[0]
@@ -202,8 +226,7 @@ def test_a_worker_killed_mid_image_fails_that_image_only_and_is_replaced(
             target=lambda: outcome.append(client.add_images(files, batch_size=3))
         )
         adding.start()
-        wait_for(lambda: pool.busy_pids, "a worker to take an image of the stream")
-        os.kill(pool.busy_pids[0], signal.SIGKILL)
+        kill_mid_image(pool)
         adding.join(WAIT)
         codes = [r.error.code_name if r.error else "OK" for r in outcome[0]]
         assert set(codes) <= {"OK", "UNAVAILABLE"} and codes.count("UNAVAILABLE") <= 1, codes
@@ -221,6 +244,7 @@ def test_stopping_the_server_stops_every_worker(tmp_path: Path, faces_dir: Path)
     assert pool is not None
     first = pool.pids
     os.kill(first[0], signal.SIGKILL)
+    wait_for(lambda: not alive(first[0]), "the worker to die")
     with FaceSearchClient(server.address, timeout=WAIT) as client:
         assert client.embed(faces_dir / "img1.jpg").faces  # on a replacement worker
     started = first + pool.pids

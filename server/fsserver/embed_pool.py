@@ -25,7 +25,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from fsserver.errors import FaceSearchError, Unavailable
@@ -111,6 +111,11 @@ class _Worker:
         assert self.process.pid is not None  # started in __init__
         return self.process.pid
 
+    def exited(self) -> bool:
+        # The sentinel, not is_alive(): that reaps the child, and two threads reaping one
+        # pid at once (Process.start reaps every finished child) can see it alive.
+        return bool(wait([self.process.sentinel], timeout=0))
+
     def _recv(self) -> Any:
         try:
             return self.conn.recv()
@@ -142,7 +147,7 @@ class _Worker:
         raise error
 
     def death(self) -> str:
-        """How the process ended, once its pipe has closed."""
+        """How the process ended (its pipe has closed, so it has or is about to)."""
         self.process.join(_STOP_SECONDS)
         code = self.process.exitcode
         if code is None:
@@ -211,7 +216,7 @@ class EmbedPool:
 
     @property
     def busy_pids(self) -> list[int]:
-        """Workers embedding an image right now."""
+        """Workers with an image in hand (a fresh one may still be loading its model)."""
         with self._lock:
             return [worker.pid for worker in self._workers if worker.busy]
 
@@ -235,7 +240,7 @@ class EmbedPool:
     def _embed(self, image: bytes) -> list[DetectedFace]:
         worker = self._idle.get()
         try:
-            if not worker.process.is_alive():  # died while idle: no request is to blame
+            if worker.exited():  # died while idle: no request is to blame
                 log.warning("face model worker %d %s while idle", worker.pid, worker.death())
                 worker = self._replace(worker)
             worker.busy = True

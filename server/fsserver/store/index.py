@@ -416,6 +416,11 @@ class FaceIndex:
             vectors = np.asarray(self._index.get_vectors(picked), dtype=np.float32)
         return picked, vectors
 
+    def vectors_of(self, ids: npt.NDArray[np.uint64]) -> FloatArray:
+        """The stored vectors of live or deleted ids (for calibration's brute force)."""
+        with self._lock.read(), self._labels:
+            return np.asarray(self._index.get_vectors(ids), dtype=np.float32)
+
     def _live_ids(self) -> npt.NDArray[np.uint64]:
         """Ids of live items; the caller holds the read and labels locks."""
         ids = np.fromiter(self._index.ids, np.uint64, len(self._index))
