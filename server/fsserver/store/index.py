@@ -24,7 +24,7 @@ import voyager
 from fsclient.types import FloatArray, Item, Neighbor
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError, InvalidArgument, NotFound, ResourceExhausted
-from fsserver.store import exact
+from fsserver.store import exact, validation
 from fsserver.store.records import NO_RECORD, Record, RecordTable
 from fsserver.store.rwlock import ReadWriteLock
 from fsserver.store.wal import WriteAheadLog
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 MAX_ID = 2**64 - 1
 _SPACES = {"euclidean": voyager.Space.Euclidean, "cosine": voyager.Space.Cosine}
 _STORAGES = {"float32": voyager.StorageDataType.Float32, "e4m3": voyager.StorageDataType.E4M3}
-E4M3_MAX = 448.0  # the largest finite 8-bit float (E4M3) Voyager stores
 # Rows per add_items call: lookups by id wait for at most one chunk of inserts.
 _INSERT_CHUNK = 256
 # Grow capacity in big steps: a resize locks queries out, so it should be rare.
@@ -115,55 +114,12 @@ class FaceIndex:
     # ---- writes ----------------------------------------------------------------------
 
     def validate_vector(self, vector: FloatArray) -> FloatArray:
-        """The vector as a writable float32 row, or InvalidArgument saying what is wrong.
-
-        Everything Voyager would refuse or mangle is refused here, before the WAL sees it:
-        a logged change must always replay.
-        """
-        array = np.array(vector, dtype=np.float32).ravel()  # a copy: Voyager needs writable
-        if array.size != self.contract.dim:
-            raise InvalidArgument(
-                f"vector has dimension {array.size}, this index holds dimension {self.contract.dim}"
-            )
-        return self.validate_matrix(array[None, :])[0]
+        """See validation.validate_vector."""
+        return validation.validate_vector(self.contract, vector)
 
     def validate_matrix(self, matrix: FloatArray) -> FloatArray:
-        """validate_vector for every row of a rows x dim float32 matrix at once."""
-        rows = f"row {{}} of {len(matrix)}: " if len(matrix) > 1 else ""
-
-        def refuse(bad: np.ndarray, message: str) -> InvalidArgument:
-            return InvalidArgument(rows.format(int(np.flatnonzero(bad)[0])) + message)
-
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            squared_norms = np.einsum("ij,ij->i", matrix, matrix)  # in float32, as Voyager
-        # One check on the norms catches NaN, Inf and overflow alike (the query hot path);
-        # only a failure looks closer, to say which it was.
-        if not np.isfinite(squared_norms).all():
-            finite = np.asarray(np.isfinite(matrix).all(axis=1))
-            if not finite.all():
-                raise refuse(~finite, "vector contains NaN or Inf")
-            raise refuse(
-                ~np.isfinite(squared_norms),
-                "vector is too large: its squared length overflows float32, so no distance "
-                "to it could be computed",
-            )
-        zero = np.asarray(squared_norms == 0.0)
-        if self.contract.space == "cosine" and zero.any():
-            raise refuse(
-                zero,
-                "a zero (or vanishingly small) vector has no direction in cosine space",
-            )
-        if self.contract.storage == "e4m3" and self.contract.space != "cosine":
-            # Cosine vectors are normalised before quantising; raw ones must fit E4M3.
-            largest = np.abs(matrix).max(axis=1)
-            if (largest > E4M3_MAX).any():
-                over = largest > E4M3_MAX
-                raise refuse(
-                    over,
-                    f"vector has a component of magnitude {float(largest[over][0]):g}; this "
-                    f"index stores E4M3 floats, which hold at most ±{E4M3_MAX:g}",
-                )
-        return matrix
+        """See validation.validate_matrix."""
+        return validation.validate_matrix(self.contract, matrix)
 
     def add(self, entries: Sequence[Entry]) -> list[int | FaceSearchError]:
         """Store entries in one Voyager call; per entry its id or its own error (see add_rows)."""

@@ -1,0 +1,68 @@
+"""What a vector must be to be stored or searched: checked before the WAL ever sees it.
+
+Everything Voyager would refuse or mangle is refused here with INVALID_ARGUMENT, because a
+logged change must always replay.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fsclient.types import FloatArray
+from fsserver.contract import EmbeddingContract
+from fsserver.errors import InvalidArgument
+
+E4M3_MAX = 448.0  # the largest finite 8-bit float (E4M3) Voyager stores
+
+
+def validate_vector(contract: EmbeddingContract, vector: FloatArray) -> FloatArray:
+    """The vector as a writable float32 row, or InvalidArgument saying what is wrong.
+
+    Everything Voyager would refuse or mangle is refused here, before the WAL sees it:
+    a logged change must always replay.
+    """
+    array = np.array(vector, dtype=np.float32).ravel()  # a copy: Voyager needs writable
+    if array.size != contract.dim:
+        raise InvalidArgument(
+            f"vector has dimension {array.size}, this index holds dimension {contract.dim}"
+        )
+    return validate_matrix(contract, array[None, :])[0]
+
+
+def validate_matrix(contract: EmbeddingContract, matrix: FloatArray) -> FloatArray:
+    """validate_vector for every row of a rows x dim float32 matrix at once."""
+    rows = f"row {{}} of {len(matrix)}: " if len(matrix) > 1 else ""
+
+    def refuse(bad: np.ndarray, message: str) -> InvalidArgument:
+        return InvalidArgument(rows.format(int(np.flatnonzero(bad)[0])) + message)
+
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        squared_norms = np.einsum("ij,ij->i", matrix, matrix)  # in float32, as Voyager
+    # One check on the norms catches NaN, Inf and overflow alike (the query hot path);
+    # only a failure looks closer, to say which it was.
+    if not np.isfinite(squared_norms).all():
+        finite = np.asarray(np.isfinite(matrix).all(axis=1))
+        if not finite.all():
+            raise refuse(~finite, "vector contains NaN or Inf")
+        raise refuse(
+            ~np.isfinite(squared_norms),
+            "vector is too large: its squared length overflows float32, so no distance "
+            "to it could be computed",
+        )
+    zero = np.asarray(squared_norms == 0.0)
+    if contract.space == "cosine" and zero.any():
+        raise refuse(
+            zero,
+            "a zero (or vanishingly small) vector has no direction in cosine space",
+        )
+    if contract.storage == "e4m3" and contract.space != "cosine":
+        # Cosine vectors are normalised before quantising; raw ones must fit E4M3.
+        largest = np.abs(matrix).max(axis=1)
+        if (largest > E4M3_MAX).any():
+            over = largest > E4M3_MAX
+            raise refuse(
+                over,
+                f"vector has a component of magnitude {float(largest[over][0]):g}; this "
+                f"index stores E4M3 floats, which hold at most ±{E4M3_MAX:g}",
+            )
+    return matrix
