@@ -44,6 +44,7 @@ from fsserver.errors import (
 )
 from fsserver.images import decode_image
 from fsserver.store.calibration import RecallCalibrator
+from fsserver.store.heap import release_free_memory
 from fsserver.store.index import FaceIndex
 from fsserver.store.recovery import open_store
 from fsserver.store.snapshot import save_snapshot
@@ -109,6 +110,7 @@ class Engine(AddPath):
         # Replayed changes are durable in the WAL already; a save is not due for them.
         self._saved_version = recovered.index.version
         self._index = recovered.index
+        release_free_memory()  # the snapshot's and the replay's temporary buffers
         if self.config.target_recall:
             self._calibrator = RecallCalibrator(self._index, self.config.target_recall)
 
@@ -354,6 +356,7 @@ class Engine(AddPath):
     def compact(self) -> CompactResult:
         started = time.perf_counter()
         removed = self.index.compact()
+        release_free_memory()  # the rebuild's copy of every vector
         self._note_change()
         seconds = time.perf_counter() - started
         if removed:

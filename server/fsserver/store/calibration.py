@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsserver.store import exact
+from fsserver.store.heap import release_free_memory
 
 if TYPE_CHECKING:
     from fsserver.store.index import FaceIndex
@@ -141,6 +142,7 @@ class RecallCalibrator:
                 continue
             self._index.default_ef = calibration.ef
             self.latest = calibration
+            release_free_memory()
             log.info(
                 "default ef %d: estimated recall@10 %.4f (target %.4f) over %d items, "
                 "measured in %.1fs",

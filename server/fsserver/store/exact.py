@@ -1,7 +1,7 @@
 """Exact nearest neighbours by brute force, a chunk of stored vectors at a time.
 
 Used for `exact` queries, for the recall calibration's ground truth, and when the graph walk
-comes back short (Voyager's RecallError). Memory stays at one chunk (64k vectors) however
+comes back short (Voyager's RecallError). Memory stays at one chunk (16k vectors) however
 large the index; distances come out in Voyager's own scale (squared L2, or 1 - cos), so
 callers convert them exactly as they convert Voyager's.
 """

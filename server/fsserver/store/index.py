@@ -386,7 +386,7 @@ class FaceIndex:
         return ids
 
     def live_chunks(
-        self, size: int = 65_536
+        self, size: int = 16_384
     ) -> Iterator[tuple[npt.NDArray[np.uint64], FloatArray]]:
         """Every live item's id and stored vector, a chunk at a time.
 
