@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 FACES ?= $(firstword $(wildcard ../shared/faces))
 N ?= 20000
 
-.PHONY: setup test lint proto serve demo lock clean
+.PHONY: setup test lint proto serve demo bench lock clean
 
 setup: $(VENV)/.installed
 
@@ -34,10 +34,22 @@ serve: setup
 demo: setup
 	$(PY) scripts/demo.py --faces "$(FACES)" --pad $(N)
 
+# `make bench` (not part of `make test`): bench/results/<date>.{json,md}. N defaults to
+# 100000 here (20000 is the demo's); `make bench N=1000000` works; more flags in BENCH_ARGS
+# (e.g. BENCH_ARGS="--only 1,2,4 --quick"; see `python -m bench --help`).
+BENCH_N := $(if $(filter command line,$(origin N)),$(N),100000)
+
+bench: $(VENV)/.installed-bench
+	$(PY) -m bench --n $(BENCH_N) $(if $(FACES),--faces "$(FACES)") $(BENCH_ARGS)
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e '.[server,picture,dev,bench]'
+	touch $@
+
 # Refresh constraints.txt from a clean resolve of pyproject.toml.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet '.[server,picture,dev]'
+	.lock-venv/bin/pip install --quiet '.[server,picture,dev,bench]'
 	( echo "# Exact versions of the whole dependency tree, used by \`make setup\` and CI (pip -c)."; \
 	  echo "# Regenerate: make lock"; \
 	  .lock-venv/bin/pip freeze --all | grep -v -e '^facesearch' -e '^pip==' ) > constraints.txt

@@ -11,43 +11,25 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from fsclient import AddItem, FaceSearchClient
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# Run as `python scripts/demo.py`: the repo root is not on sys.path, and the face-like
+# generator lives in the benchmark package so that demo and bench pad with the same data.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.facelike import facelike_blocks, pick_photos
 
 
 def say(message: str) -> None:
     print(f"demo: {message}", flush=True)
-
-
-def pick_photos(faces: Path) -> tuple[list[Path], Path, dict[str, str]]:
-    """The photos to enroll and one to query: a person's photo that is not enrolled."""
-    photos = sorted(p for p in faces.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    people: dict[str, str] = {}
-    if (faces / "identities.csv").is_file():
-        with (faces / "identities.csv").open() as f:
-            people = {row["file"]: row["identity"] for row in csv.DictReader(f)}
-        photos = [p for p in photos if p.name in people]
-    if len(photos) < 2:
-        raise SystemExit(f"demo: {faces} needs at least two face photos")
-    # Hold out one photo of the person with the most photos, so the others can find them.
-    counts: dict[str, int] = {}
-    for p in photos:
-        counts[people.get(p.name, p.name)] = counts.get(people.get(p.name, p.name), 0) + 1
-    person = max(counts, key=lambda name: counts[name])
-    probe = [p for p in photos if people.get(p.name, p.name) == person][-1]
-    return [p for p in photos if p != probe], probe, people
 
 
 def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
@@ -71,27 +53,6 @@ def progress(done: int, total: int, started: float, what: str) -> None:
     print(f"demo: {what} {done}/{total} ({rate:,.0f}/s)", end=end, file=sys.stderr, flush=True)
 
 
-# Measured on the Dlib embeddings of ../shared/faces: the spread of one person's photos
-# around their mean is 0.47 of the spread of all faces (per dimension), the rest is
-# between people. Distractors copy that shape: synthetic people, several photos each.
-WITHIN_PERSON, BETWEEN_PEOPLE, PHOTOS_PER_PERSON = 0.47, 0.88, 10
-
-
-def synthetic_faces(template: np.ndarray, n: int, seed: int = 0) -> Iterator[AddItem]:
-    """Face-like distractors: clustered like real identities, at the real faces' spread."""
-    rng = np.random.default_rng(seed)
-    mean, std = template.mean(axis=0), template.std(axis=0) + 1e-3
-    for start in range(0, n, 10_000):
-        size = min(10_000, n - start)
-        people = rng.normal(
-            mean, BETWEEN_PEOPLE * std, size=(size // PHOTOS_PER_PERSON + 1, len(mean))
-        )
-        person = np.repeat(people, PHOTOS_PER_PERSON, axis=0)[:size]
-        block = person + rng.normal(0.0, WITHIN_PERSON * std, size=person.shape)
-        for row in block.astype(np.float32):
-            yield AddItem(vector=row, label="synthetic")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--faces", default="", help="folder of face photos")
@@ -102,7 +63,10 @@ def main() -> int:
         where = f" at {args.faces}" if args.faces else ""
         raise SystemExit(f"demo: no face folder{where}; run `make demo FACES=dir`")
     args.faces = Path(args.faces)
-    enroll, probe, people = pick_photos(args.faces)
+    try:
+        enroll, probe, people = pick_photos(args.faces)
+    except ValueError as error:
+        raise SystemExit(f"demo: {error}") from None
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
 
@@ -126,11 +90,13 @@ def main() -> int:
             if args.pad:
                 say(f"padding with {args.pad:,} synthetic 128-d vectors")
                 started, done = time.perf_counter(), 0
-                for batch in client.add(
-                    synthetic_faces(np.stack(vectors), args.pad), batch_size=1000
-                ):
-                    done += len(batch)
-                    progress(done, args.pad, started, "synthetic vectors")
+                # Face-like blocks (bench/facelike.py), sent as packed rows: a million
+                # never sit in memory at once.
+                for block, _ in facelike_blocks(np.stack(vectors), args.pad):
+                    labels = ["synthetic"] * len(block)
+                    for batch in client.add_vector_batches(block, labels=labels):
+                        done += len(batch)
+                        progress(done, args.pad, started, "synthetic vectors")
             stats = client.stats()
             say(f"index holds {stats.count:,} vectors (model {stats.model}, ef {stats.ef})")
             who = f" (person {people[probe.name]})" if probe.name in people else ""
