@@ -43,7 +43,10 @@ K = 10  # recall@10, the figure people quote
 SAMPLE = 300  # queries per measurement: recall 0.99 is known to about ±0.002
 MIN_ITEMS = 100  # below this the graph is searched almost exhaustively anyway
 REGROW = 1.5  # measure again once the index is this many times larger (or smaller)
-QUIET_SECONDS, MAX_DEFER_SECONDS = 0.5, 30.0
+# Measuring waits for writes to pause: a bulk load is not slowed, and rows added during a
+# measurement would be found by the graph but missing from its brute-force truth, reading
+# as misses (a 1M load measured mid-stream pushed ef to the top of the grid).
+QUIET_SECONDS, MAX_DEFER_SECONDS = 0.5, 600.0
 
 
 @dataclass(frozen=True)
@@ -135,10 +138,15 @@ class RecallCalibrator:
                 return
             self._wait_for_quiet()
             self._wake.clear()
+            version = self._index.version
             try:
                 calibration = measure(self._index, self.target)
             except Exception:  # never take the server down; the previous ef stays
                 log.exception("recall calibration failed; the default ef stays")
+                continue
+            if self._index.version != version:
+                log.debug("the index changed while recall was measured; measuring again")
+                self._wake.set()
                 continue
             self._index.default_ef = calibration.ef
             self.latest = calibration
