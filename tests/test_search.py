@@ -148,8 +148,10 @@ def test_default_ef_is_calibrated_to_the_target_recall(
         truth = exact_neighbours(stored, queries, 10, "euclidean")
         recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
         assert recall >= 0.95 - 0.02, (recall, stats)
-        # A request's own ef still wins.
-        assert client.query(vector=queries[0], k=10, ef=400).results[0].neighbors
+        # A request's own ef still wins: a wide search finds (nearly) all of them.
+        wide = client.query_batch(queries, k=10, ef=400).ids
+        wide_recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(wide, truth, strict=True)])
+        assert wide_recall >= max(recall, 0.99), (wide_recall, recall)
 
 
 def test_calibration_off_keeps_the_configured_ef(

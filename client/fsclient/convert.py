@@ -110,6 +110,14 @@ def vector_rows_to_pb(rows: VectorRows) -> pb.VectorRows:
     )
 
 
+def batch_vectors_from_pb(message: pb.QueryBatchRequest) -> FloatArray:
+    """QueryBatch's vectors as a flat float32 array (the server shapes it by its dim);
+    ValueError for bytes that are not whole float32 values."""
+    if len(message.vectors) % 4:
+        raise ValueError(f"vectors holds {len(message.vectors)} bytes, not whole float32 values")
+    return np.frombuffer(message.vectors, dtype="<f4").astype(np.float32)
+
+
 def vector_rows_from_pb(message: pb.VectorRows) -> VectorRows:
     """Raises ValueError for bytes that are not whole rows of `dim` float32 values."""
     width = 4 * message.dim

@@ -100,7 +100,7 @@ class AddPath:
         if item.image is None:
             return None
         try:
-            self._check_sizes(item)
+            self._check_sizes(item.label, item.metadata)
         except FaceSearchError:
             return None  # refused again, as its own error, when the batch is stored
         return pool.submit(item.image)
@@ -171,11 +171,14 @@ class AddPath:
                         index.validate_vector(row)
                     except InvalidArgument as error:
                         errors[position] = item_error(error)
-        for position, (label, text) in enumerate(zip(labels, metadata, strict=True)):
-            try:
-                self._check_sizes(AddItem(label=label, metadata=text))
-            except InvalidArgument as error:
-                errors.setdefault(position, item_error(error))
+        # UTF-8 takes at most 4 bytes a character, so most batches skip encoding each row.
+        longest = 4 * max(map(len, labels), default=0), 4 * max(map(len, metadata), default=0)
+        if longest[0] > self.config.max_label_bytes or longest[1] > self.config.max_metadata_bytes:
+            for position, (label, text) in enumerate(zip(labels, metadata, strict=True)):
+                try:
+                    self._check_sizes(label, text)
+                except InvalidArgument as error:
+                    errors.setdefault(position, item_error(error))
         ids: list[int | None] = list(rows.ids) or [None] * total
         if not errors:
             return CheckedRows(matrix, list(range(total)), ids, labels, metadata, {}, total)
@@ -223,7 +226,7 @@ class AddPath:
                 )
                 raise Cancelled("the client cancelled or its deadline passed")
             try:
-                self._check_sizes(item)
+                self._check_sizes(item.label, item.metadata)
                 job = pending.jobs[position] if pending.jobs else None
                 prepared.append(self._item_vector(item, job))
             except FaceSearchError as error:
@@ -233,10 +236,10 @@ class AddPath:
                 prepared.append(FaceSearchError(f"embedding failed: {error}"))
         return prepared
 
-    def _check_sizes(self, item: AddItem) -> None:
+    def _check_sizes(self, label: str, metadata: str) -> None:
         for what, text, limit, flag in (
-            ("label", item.label, self.config.max_label_bytes, "--max-label-bytes"),
-            ("metadata", item.metadata, self.config.max_metadata_bytes, "--max-metadata-bytes"),
+            ("label", label, self.config.max_label_bytes, "--max-label-bytes"),
+            ("metadata", metadata, self.config.max_metadata_bytes, "--max-metadata-bytes"),
         ):
             size = len(text.encode("utf-8"))
             if size > limit:

@@ -15,7 +15,6 @@ from contextlib import closing, contextmanager
 from typing import Any, TypeVar
 
 import grpc
-import numpy as np
 from google.protobuf.message import DecodeError, Message
 
 from fsclient import convert
@@ -144,12 +143,12 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
     def QueryBatch(
         self, request: pb.QueryBatchRequest, context: grpc.ServicerContext
     ) -> pb.QueryBatchResponse:
-        if len(request.vectors) % 4:
-            raise InvalidArgument(
-                f"vectors holds {len(request.vectors)} bytes, not whole float32 values"
-            )
+        try:
+            vectors = convert.batch_vectors_from_pb(request)
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from None
         result = self.engine.query_batch(
-            np.frombuffer(request.vectors, dtype="<f4"),
+            vectors,
             k=request.k,
             ef=request.ef if request.HasField("ef") else None,
             exact=request.exact,

@@ -464,6 +464,7 @@ def _insert(
                 index.unmark_deleted(id)
                 deleted.discard(id)
     replacing = np.array([id in index for id in ids], dtype=bool)
+    extras = any(record.metadata) or any(record.thumbnails)
     for rows, threads in ((np.flatnonzero(replacing), 1), (np.flatnonzero(~replacing), -1)):
         for start in range(0, len(rows), _INSERT_CHUNK):
             chunk = rows[start : start + _INSERT_CHUNK]
@@ -472,8 +473,10 @@ def _insert(
                 if records is not None:
                     positions = chunk.tolist()
                     records.set_labels(chunk_ids, [record.labels[i] for i in positions])
-                    for i in positions:
-                        metadata, thumbnail = record.metadata[i], record.thumbnails[i]
-                        if metadata or thumbnail or records.has_extras(ids[i]):
-                            records.set_extras(ids[i], metadata, thumbnail)
+                    # Bulk loads carry neither and replace nothing that had any: skip the rows.
+                    if extras or records.has_any_extras:
+                        for i in positions:
+                            metadata, thumbnail = record.metadata[i], record.thumbnails[i]
+                            if metadata or thumbnail or records.has_extras(ids[i]):
+                                records.set_extras(ids[i], metadata, thumbnail)
                 index.add_items(record.vectors[chunk], ids=chunk_ids, num_threads=threads)

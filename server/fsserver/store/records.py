@@ -134,16 +134,6 @@ class RecordTable:
         get = self._metadata.get
         return [[get(id, "") for id in row] for row in ids.tolist()]
 
-    def ids(self) -> Iterator[int]:
-        """Every id with a label, metadata or thumbnail, each once."""
-        dense_ids = np.flatnonzero(self._dense).tolist()
-        yield from dense_ids
-        seen = set(dense_ids)
-        for id in (*self._sparse, *self._metadata, *self._thumbnails):
-            if id not in seen:
-                seen.add(id)
-                yield id
-
     # ---- snapshots -------------------------------------------------------------------
 
     def label_columns(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int32], list[str]]:
@@ -178,6 +168,10 @@ class RecordTable:
         ours = np.array([table._code(name) for name in names] or [0], np.int32)
         table._assign(ids, ours[codes] if len(codes) else codes)
         return table
+
+    @property
+    def has_any_extras(self) -> bool:
+        return bool(self._metadata or self._thumbnails)
 
     def has_extras(self, id: int) -> bool:
         return id in self._metadata or id in self._thumbnails
