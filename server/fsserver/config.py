@@ -66,6 +66,19 @@ class Config:
     # last one, so a restart after a crash replays at most this much (0: never).
     checkpoint_wal_mb: int = 256
     log_level: str = "INFO"
+    # "text" or "json" (one JSON object per line, for log shippers).
+    log_format: str = "text"
+    # host:port serving Prometheus metrics over HTTP at /metrics; "" (the default): off.
+    metrics_listen: str = ""
+    # On SIGTERM/SIGINT: seconds in-flight calls get to finish before they are cancelled.
+    shutdown_grace: float = 10.0
+    # TLS: both or neither of cert and key (PEM files); a client CA makes clients present a
+    # certificate it signed (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # A file holding the bearer token every call but health must carry; None: no auth.
+    auth_token_file: Path | None = None
 
     @property
     def vector_only(self) -> bool:
@@ -87,6 +100,13 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 
 _positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
 
 
 def _share(text: str) -> float:
@@ -181,7 +201,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="Save rebuilds the index without deleted items past this share (0..1; 1 = never)",
     )
     p.add_argument("--workers", type=_positive_int, default=d.workers, help="gRPC worker threads")
-    p.add_argument("--log-level", default=d.log_level)
+    p.add_argument("--log-level", default=d.log_level, help="DEBUG logs one line per call")
+    p.add_argument("--log-format", choices=("text", "json"), default=d.log_format)
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        default=d.metrics_listen,
+        help="serve Prometheus metrics over HTTP at http://HOST:PORT/metrics (default: off)",
+    )
+    p.add_argument(
+        "--shutdown-grace",
+        type=_non_negative_float,
+        default=d.shutdown_grace,
+        metavar="SECONDS",
+        help="on SIGTERM, time in-flight calls get to finish before the final save",
+    )
+    p.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve TLS with this certificate")
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
+    p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help="require client certificates signed by this CA (mutual TLS; needs --tls-cert)",
+    )
+    p.add_argument(
+        "--auth-token-file",
+        type=Path,
+        metavar="FILE",
+        help="require 'authorization: Bearer <the file's token>' on every call but health",
+    )
     # Environment variables become defaults, so an explicit flag still wins.
     for action in p._actions:
         if action.dest != "help" and (value := _env(action.dest)) is not None:
@@ -190,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: Sequence[str] | None = None) -> Config:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
     values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
     if values["model"] is None:
         # A vector-only server holds vectors of an unnamed model unless told otherwise.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent import futures
 
 import grpc
@@ -15,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
+from fsserver import observability, security
 from fsserver.config import Config
 from fsserver.embedder import Embedder
 from fsserver.engine import Engine
@@ -25,11 +27,12 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FaceSearch"].full_name
 
 
-def grpc_server(config: Config) -> grpc.Server:
+def grpc_server(config: Config, interceptors: Sequence[grpc.ServerInterceptor] = ()) -> grpc.Server:
     """A bare grpc.Server with this config's settings (the benchmark's echo server uses it
     too, so its round trip is the floor a FaceSearch call is measured against)."""
     return grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -44,13 +47,16 @@ class FaceSearchServer:
         self.config = config
         self.engine = Engine(config, embedder)
         self._health = health.HealthServicer()
-        self._server = grpc_server(config)
+        # Observability first: the outermost interceptor also sees calls auth refuses.
+        self._server = grpc_server(
+            config, [*observability.interceptors(config), *security.interceptors(config)]
+        )
         add_to_server(FaceSearchService(self.engine), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
-        self.port = self._server.add_insecure_port(config.listen)
+        self.port = security.add_port(self._server, config)
         if self.port == 0:
             raise OSError(f"cannot listen on {config.listen}")
         self._stopped = threading.Event()
