@@ -24,7 +24,7 @@ from fsclient.format import (
     format_stats,
     to_json,
 )
-from fsclient.progress import render_bar
+from fsclient.progress import render_bar, render_spinner
 from fsclient.types import (
     AddResult,
     Box,
@@ -183,7 +183,7 @@ def test_to_json_of_items_errors_and_add_reports() -> None:
     ok = AddOutcome("v.npy#0", "v.npy#0", AddResult(id=3))
     bad = AddOutcome("x.jpg", "x.jpg", AddResult(None, ItemError(9, "no face")))
     report = add_report_json([ok, bad])
-    assert report["added"] == 1 and report["failed"] == 1
+    assert report["added"] == 1 and report["failed"] == 1 and report["error"] is None
     assert report["items"][0] == {
         "source": "v.npy#0",
         "label": "v.npy#0",
@@ -197,6 +197,13 @@ def test_to_json_of_items_errors_and_add_reports() -> None:
         "code": 9,
         "code_name": "FAILED_PRECONDITION",
         "message": "no face",
+    }
+    broken = add_report_json([ok], ItemError(8, "a batch holds 9 items; the limit is 5"))
+    assert (broken["added"], broken["failed"], len(broken["items"])) == (1, 0, 1)
+    assert broken["error"] == {
+        "code": 8,
+        "code_name": "RESOURCE_EXHAUSTED",
+        "message": "a batch holds 9 items; the limit is 5",
     }
     stats = Stats(count=1, dim=2, space="cosine", storage="float32", model="m", detector="d", ef=8)
     assert list(to_json(stats)) == [
@@ -229,3 +236,11 @@ def test_to_json_refuses_unknown_types() -> None:
 def test_progress_bar_text() -> None:
     assert render_bar(0, 4, 0.0, width=4) == "adding 0/4 [....]   0%"
     assert render_bar(2, 4, 1.0, width=4) == "adding 2/4 [##..]  50%  2.0/s"
+
+
+def test_spinner_text_turns_and_counts_the_seconds() -> None:
+    assert render_spinner("saving", 0.0, 0) == "saving | 0.0 s"
+    assert render_spinner("saving", 3.249, 1) == "saving / 3.2 s"
+    assert render_spinner("compacting", 61.0, 2) == "compacting - 61.0 s"
+    assert render_spinner("saving", 1.0, 3) == "saving \\ 1.0 s"
+    assert render_spinner("saving", 1.0, 4) == render_spinner("saving", 1.0, 0)  # round again

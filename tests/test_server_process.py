@@ -137,3 +137,19 @@ def test_reflection_lists_the_services(vector_server: RunningServer) -> None:
         )
         described = next(stub.ServerReflectionInfo(iter([file_request])))
         assert described.file_descriptor_response.file_descriptor_proto
+
+
+def test_a_taken_port_stops_start_up_with_one_clear_line(
+    server_process: Callable[..., tuple[subprocess.Popen[str], str]], tmp_path: Path
+) -> None:
+    _, address = server_process("--dim", str(DIM), "--data-dir", str(tmp_path / "a"))
+    failed = subprocess.run(
+        [sys.executable, "-m", "fsserver", "--listen", address, "--dim", str(DIM)]
+        + ["--data-dir", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last == f"fsserver: cannot listen on {address}: the address is in use or invalid"

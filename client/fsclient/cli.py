@@ -33,12 +33,14 @@ from fsclient.format import (
     format_stats,
 )
 from fsclient.picture import MissingPillowError, draw_matches, require_pillow
-from fsclient.progress import ProgressBar
+from fsclient.progress import ProgressBar, Spinner
 from fsclient.sources import LocalFileError, collect_sources, load_vectors, read_file, write_file
-from fsclient.types import FloatArray, QueryResult
+from fsclient.types import FloatArray, ItemError, QueryResult
 
 EPILOG = f"""\
 The server is --server, else $FSCLIENT_SERVER, else {DEFAULT_SERVER}.
+A server that wants a token (fsserver --auth-token-file) gets $FSCLIENT_TOKEN,
+or the token in --token-file.
 Exit status: 0 on success; 1 on an error, or when `add` could not add some item;
 2 on a usage error."""
 
@@ -86,6 +88,11 @@ def _positive_float(text: str) -> float:
 # ---- the commands ------------------------------------------------------------------------
 
 
+def _show_progress(args: argparse.Namespace) -> bool:
+    # Only a person at a terminal wants it; --json keeps stderr for the one error line.
+    return sys.stderr.isatty() and not args.quiet and not args.json
+
+
 def run_add(args: argparse.Namespace, client: FaceSearchClient) -> int:
     sources = collect_sources(args.paths)
     total = sum(source.rows for source in sources)
@@ -100,19 +107,21 @@ def run_add(args: argparse.Namespace, client: FaceSearchClient) -> int:
         keep_outcomes=args.json,
     )
     enrollment = Enrollment(options)
-    bar = ProgressBar(total, sys.stderr, enabled=sys.stderr.isatty() and not args.quiet)
+    bar = ProgressBar(total, sys.stderr, enabled=_show_progress(args))
 
-    def summary() -> str:
+    def summary(broke: ItemError | None = None) -> str:
         if args.json:
-            return json.dumps(add_report_json(enrollment.outcomes), ensure_ascii=False)
+            report = add_report_json(enrollment.outcomes, broke)
+            return json.dumps(report, ensure_ascii=False)
         return format_add_summary(enrollment.added, enrollment.failures, enrollment.last_id)
 
     try:
         enrollment.run(client, sources, bar)
-    except FaceSearchError:
+    except FaceSearchError as error:
         bar.close()
         if enrollment.added or enrollment.failures:
-            print(summary())  # what did get in before the stream broke
+            # What did get in before the stream broke; the error line follows on stderr.
+            print(summary(ItemError(error.code.value[0], error.details)))
         raise
     bar.close()
     if enrollment.failures or not args.quiet or args.json:
@@ -142,7 +151,7 @@ def _write_picture(
     ids = {n.id for matches in result.results for n in matches.neighbors}
     thumbnails = {item_id: _thumbnail(client, item_id) for item_id in sorted(ids)}
     write_file(args.show, draw_matches(query, result, thumbnails))
-    if not args.quiet:
+    if not (args.quiet or args.json):
         print(f"match picture written to {args.show}", file=sys.stderr)
 
 
@@ -193,13 +202,15 @@ def run_delete(args: argparse.Namespace, client: FaceSearchClient) -> int:
 
 
 def run_save(args: argparse.Namespace, client: FaceSearchClient) -> int:
-    result = client.save()
+    with Spinner("saving", sys.stderr, enabled=_show_progress(args)):
+        result = client.save()
     print(dumps(result) if args.json else format_save(result))
     return 0
 
 
 def run_compact(args: argparse.Namespace, client: FaceSearchClient) -> int:
-    result = client.compact()
+    with Spinner("compacting", sys.stderr, enabled=_show_progress(args)):
+        result = client.compact()
     print(dumps(result) if args.json else format_compact(result))
     return 0
 
@@ -241,6 +252,38 @@ def _add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool)
         action="store_true",
         default=default(False),
         help="no progress bar and no chatter; results, failures and errors still print",
+    )
+    # The token is deliberately no flag: command lines show up in `ps` and shell history.
+    tls = parser.add_argument_group("TLS and authentication")
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(False),
+        help="connect over TLS, trusting the system's CAs (implied by --tls-ca)",
+    )
+    tls.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        default=default(None),
+        help="connect over TLS, trusting this CA (default: $FSCLIENT_TLS_CA)",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        default=default(None),
+        help="client certificate, for mutual TLS (default: $FSCLIENT_TLS_CERT)",
+    )
+    tls.add_argument(
+        "--tls-key",
+        metavar="PEM",
+        default=default(None),
+        help="the private key of --tls-cert (default: $FSCLIENT_TLS_KEY)",
+    )
+    tls.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=default(None),
+        help="read the bearer token from FILE (default: $FSCLIENT_TOKEN)",
     )
 
 
@@ -341,10 +384,28 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _connect(args: argparse.Namespace) -> FaceSearchClient:
+    """A client with the global options; TLS files and the token fall back to $FSCLIENT_*."""
+    token = None
+    if args.token_file is not None:
+        token = read_file(args.token_file).decode("utf-8", "replace").strip()
+        if not token:
+            raise LocalFileError(f"{args.token_file}: holds no token")
+    return FaceSearchClient(
+        args.server,
+        timeout=args.timeout,
+        tls=True if args.tls else None,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        token=token,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        with FaceSearchClient(args.server, timeout=args.timeout) as client:
+        with _connect(args) as client:
             return int(args.run(args, client))
     except SystemExit as exit:  # --help
         return exit.code if isinstance(exit.code, int) else 0
@@ -354,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FaceSearchError as error:
         # UNAVAILABLE's details already say "cannot reach the facesearch server at ...".
         text = error.details if error.code == grpc.StatusCode.UNAVAILABLE else str(error)
+        if error.code == grpc.StatusCode.UNAUTHENTICATED:
+            text += " (fsclient sends $FSCLIENT_TOKEN, or the token in --token-file)"
         print(f"fsclient: {_one_line(text)}", file=sys.stderr)
         return 1
     except (LocalFileError, MissingPillowError, ValueError) as error:

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from fsclient import convert
 from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
 from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsclient.connection import PemSource, Security
 from fsclient.types import (
     AddItem,
     AddResult,
@@ -50,11 +51,15 @@ class FaceSearchError(Exception):
         self.details = details
 
     @classmethod
-    def from_rpc_error(cls, error: grpc.RpcError, target: str) -> FaceSearchError:
+    def from_rpc_error(
+        cls, error: grpc.RpcError, target: str, security: Security | None = None
+    ) -> FaceSearchError:
         code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
         details = (error.details() if isinstance(error, grpc.Call) else None) or str(error)
         if code == grpc.StatusCode.UNAVAILABLE:
-            details = f"cannot reach the facesearch server at {target} ({details})"
+            hint = (security or Security()).explain_unavailable(details)
+            hint = f": {hint}" if hint else ""
+            details = f"cannot reach the facesearch server at {target}{hint} ({details})"
         return cls(code, details)
 
 
@@ -77,6 +82,18 @@ class FaceSearchClient:
     >>> with FaceSearchClient("127.0.0.1:50051") as client:
     ...     client.add_images(["alice.jpg"], labels=["alice"])
     ...     client.query(image="unknown.jpg", k=3)
+
+    Over TLS, and with a token when the server asks for one (--auth-token-file):
+
+    >>> FaceSearchClient("search.internal:50051", tls_ca="ca.pem", token="s3cret")
+
+    `tls_ca`: the CA that signed the server's certificate (a PEM file path or PEM bytes);
+    giving it turns TLS on. `tls=True` turns TLS on trusting the system's roots instead.
+    `tls_cert`/`tls_key`: this client's certificate and key, for a server that requires
+    one (mutual TLS). `token`: sent as `authorization: Bearer <token>` on every call.
+    Each falls back to $FSCLIENT_TLS_CA, $FSCLIENT_TLS_CERT, $FSCLIENT_TLS_KEY and
+    $FSCLIENT_TOKEN (`tls=False` or `token=""` opt out); see fsclient.connection.
+    Unusable files or tokens raise ConnectionSetupError (a ValueError) here, at once.
     """
 
     def __init__(
@@ -85,10 +102,20 @@ class FaceSearchClient:
         *,
         timeout: float | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: bool | None = None,
+        tls_ca: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        token: str | None = None,
     ) -> None:
         self.target = target or os.environ.get("FSCLIENT_SERVER") or DEFAULT_SERVER
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(
+        self._security = Security.resolve(
+            tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token
+        )
+        # Set only on a plaintext channel with a token: TLS channels carry it themselves.
+        self._metadata = self._security.call_metadata
+        self._channel = self._security.channel(
             self.target,
             options=[
                 ("grpc.max_send_message_length", max_message_bytes),
@@ -123,9 +150,9 @@ class FaceSearchClient:
 
     def _call(self, method: Callable[..., T], request: object) -> T:
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
-            raise FaceSearchError.from_rpc_error(error, self.target) from None
+            raise FaceSearchError.from_rpc_error(error, self.target, self._security) from None
 
     # ---- the RPCs ------------------------------------------------------------------------
 
@@ -156,10 +183,10 @@ class FaceSearchClient:
 
     def _add_stream(self, requests: Iterator[pb.AddRequest]) -> Iterator[list[AddResult]]:
         try:
-            for response in self._stub.Add(requests, timeout=self.timeout):
+            for response in self._stub.Add(requests, timeout=self.timeout, metadata=self._metadata):
                 yield [convert.add_result_from_pb(r) for r in response.results]
         except grpc.RpcError as error:
-            raise FaceSearchError.from_rpc_error(error, self.target) from None
+            raise FaceSearchError.from_rpc_error(error, self.target, self._security) from None
 
     def add_images(
         self,

@@ -2,26 +2,11 @@
 
 Nothing here prints or touches files, so every line the CLI writes can be unit-tested.
 
-`to_json` maps the dataclasses of `fsclient.types` to plain dicts with these stable keys
-(vectors become lists of floats, bytes become base64 text):
-
-- Box: x, y, width, height
-- Face: box (Box or null), confidence, embedding
-- Embedding: model, dim, faces
-- Neighbor: id, label, metadata, distance, match
-- FaceMatches: face (Face or null), neighbors
-- QueryResult: results, search_seconds, embed_seconds
-- ItemError: code, code_name, message
-- AddResult: id (null on failure), ok, error (ItemError or null), face, faces_found
-- AddOutcome: source, label, then the AddResult keys
-- Item: id, label, metadata, vector, thumbnail_base64 ("" when there is none)
-- SaveResult: snapshot, count, bytes, seconds
-- Stats: count, deleted, dim, space, storage, model, detector, normalization, threshold,
-  ef, snapshot, wal_replayed, wal_dropped, wal_bytes, embed_queue, target_recall,
-  estimated_recall, recall_measured_at
-- BatchResult: ids, distances, labels, matches (rows x k lists), metadata (or null),
-  search_seconds
-- CompactResult: removed, count, seconds
+`to_json` maps the dataclasses of `fsclient.types` to plain dicts with stable keys (vectors
+become lists of floats, bytes become base64 text). docs/json.md documents every shape the
+CLI prints, and tests/test_cli_json.py checks the CLI's output against it; the one shape
+only the Python API produces is BatchResult: ids, distances, labels, matches (rows x k
+lists), metadata (or null), search_seconds.
 """
 
 from __future__ import annotations
@@ -388,13 +373,21 @@ def to_json(obj: Any) -> Any:
     raise TypeError(f"to_json does not know {type(obj).__name__}")
 
 
-def add_report_json(outcomes: Sequence[AddOutcome]) -> dict[str, Any]:
-    """What `fsclient add --json` prints: the counts and every item's outcome in order."""
+def add_report_json(
+    outcomes: Sequence[AddOutcome], error: ItemError | None = None
+) -> dict[str, Any]:
+    """What `fsclient add --json` prints: the counts and every item's outcome in order.
+
+    `error` is why the stream broke before every item was sent, if it did: then `items`
+    holds only the items the server answered, and a script can tell "some items failed"
+    from "the rest never went".
+    """
     failed = sum(1 for o in outcomes if not o.result.ok)
     return {
         "added": len(outcomes) - failed,
         "failed": failed,
         "items": [to_json(o) for o in outcomes],
+        "error": _optional(error),
     }
 
 

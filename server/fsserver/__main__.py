@@ -11,13 +11,15 @@ from types import FrameType
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fsserver import logs
     from fsserver.config import parse_config
 
     config = parse_config(argv)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        logs.configure(config.log_level, config.log_format)
+    except ValueError as error:
+        print(f"fsserver: {error}", file=sys.stderr)
+        return 2
     try:
         from fsserver.server import FaceSearchServer
     except ImportError as error:
@@ -29,7 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from fsserver.errors import FaceSearchError
 
-    server = FaceSearchServer(config)
+    try:
+        server = FaceSearchServer(config)
+    except (FaceSearchError, OSError) as error:  # e.g. the port is taken
+        print(f"fsserver: {error}", file=sys.stderr)
+        return 1
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -51,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Printed on stdout for scripts (and `make demo`) that start the server on port 0.
     print(f"fsserver: serving on {server.address}", flush=True)
     stop_requested.wait()
-    server.stop()
+    server.stop(grace=config.shutdown_grace)
     return 0
 
 

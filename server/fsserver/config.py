@@ -123,6 +123,14 @@ def _recall(text: str) -> float:
     return value
 
 
+def _metrics_listen(text: str) -> str:
+    """HOST:PORT (HOST may be empty: every interface), or "" for off."""
+    _host, sep, port = text.rpartition(":")
+    if text and not (sep and port.isdigit() and int(port) < 65536):
+        raise argparse.ArgumentTypeError(f"wants HOST:PORT, not {text!r}")
+    return text
+
+
 def _env(name: str) -> str | None:
     return os.environ.get(f"FSSERVER_{name.upper()}")
 
@@ -206,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
+        type=_metrics_listen,
         default=d.metrics_listen,
         help="serve Prometheus metrics over HTTP at http://HOST:PORT/metrics (default: off)",
     )

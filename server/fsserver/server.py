@@ -18,11 +18,17 @@ from grpc_reflection.v1alpha import reflection
 from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
 from fsserver import observability, security
 from fsserver.config import Config
+from fsserver.drain import Drain
 from fsserver.embedder import Embedder
 from fsserver.engine import Engine
 from fsserver.service import FaceSearchService, add_to_server
 
 log = logging.getLogger(__name__)
+
+# After the grace period, calls still running are cancelled; a handler sees that at its next
+# check (a streamed batch, a wait for the face model). It gets this long to return before
+# the final save and the WAL's close.
+CANCELLED_CALLS_WAIT_SECONDS = 10.0
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FaceSearch"].full_name
 
@@ -47,24 +53,36 @@ class FaceSearchServer:
         self.config = config
         self.engine = Engine(config, embedder)
         self._health = health.HealthServicer()
+        self.observability = observability.Observability(config, self.engine)
+        # Counts FaceSearch calls in flight, and refuses new ones once stop() begins.
+        self._drain = Drain(SERVICE_NAME)
         # Observability first: the outermost interceptor also sees calls auth refuses.
         self._server = grpc_server(
-            config, [*observability.interceptors(config), *security.interceptors(config)]
+            config,
+            [*self.observability.interceptors(), *security.interceptors(config), self._drain],
         )
         add_to_server(FaceSearchService(self.engine), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
-        self.port = security.add_port(self._server, config)
+        try:
+            self.port = security.add_port(self._server, config)
+        except RuntimeError:  # grpc's "Failed to bind": the port is taken or not ours
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {config.listen}")
+            raise OSError(f"cannot listen on {config.listen}: the address is in use or invalid")
         self._stopped = threading.Event()
 
     @property
     def address(self) -> str:
         host = self.config.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
+
+    @property
+    def metrics_address(self) -> str | None:
+        """host:port of /metrics (the bound port once open); None without --metrics-listen."""
+        return self.observability.metrics_address
 
     def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for name in ("", SERVICE_NAME):
@@ -79,6 +97,7 @@ class FaceSearchServer:
     def open(self) -> None:
         """Start answering calls: health says NOT_SERVING, FaceSearch calls UNAVAILABLE."""
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.observability.start()
         self._server.start()
         log.info("listening on %s (loading)", self.address)
 
@@ -87,6 +106,7 @@ class FaceSearchServer:
             self.engine.load()
         except BaseException:
             self._server.stop(None)
+            self.observability.stop()
             self.engine.close()
             raise
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
@@ -103,17 +123,33 @@ class FaceSearchServer:
         )
 
     def stop(self, grace: float | None = 5.0, save: bool = True) -> None:
-        """Refuse new calls, let in-flight ones finish, then save what is unsaved."""
+        """Shut down: at once health says NOT_SERVING and new FaceSearch calls get
+        UNAVAILABLE, while the port stays open; calls in flight get `grace` seconds (None:
+        none) to finish before the rest are cancelled; then what is unsaved is saved."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         self._health.enter_graceful_shutdown()
-        self._server.stop(grace).wait()
+        in_flight = self._drain.begin()
+        grace = grace or 0.0
+        if in_flight:
+            log.info("shutting down: %d call(s) in flight get %gs to finish", in_flight, grace)
+        if not self._drain.wait(grace):
+            log.warning(
+                "shutting down: cancelling %d call(s) still running after %gs",
+                self._drain.in_flight,
+                grace,
+            )
+        self._server.stop(None).wait()  # cancels what is left, health watches included
+        if not self._drain.wait(CANCELLED_CALLS_WAIT_SECONDS):
+            log.warning("shutting down: %d cancelled call(s) still running", self._drain.in_flight)
         try:
+            self.observability.stop()
             if save and self.engine.unsaved_changes:
                 self.engine.save()
         finally:
             self.engine.close()
+        log.info("stopped")
 
     def wait(self) -> None:
         self._server.wait_for_termination()

@@ -37,7 +37,11 @@ def _statuses(context: grpc.ServicerContext, rpc: str) -> Iterator[None]:
     except FaceSearchError as error:
         status = getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
         context.abort(status, str(error))
-    except Exception:
+    except Exception as error:
+        if isinstance(error, grpc.RpcError) and not context.is_active():
+            # A streamed request iterator raises this once the client has cancelled or its
+            # deadline has passed: nothing failed here, and there is no one left to answer.
+            raise
         log.exception("%s failed", rpc)
         context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed on the server")
 

@@ -50,6 +50,7 @@ REGROW = 1.5  # measure again once the index is this many times larger (or small
 # measurement would be found by the graph but missing from its brute-force truth, reading
 # as misses (a 1M load measured mid-stream pushed ef to the top of the grid).
 QUIET_SECONDS, MAX_DEFER_SECONDS = 0.5, 600.0
+CLOSE_WAIT_SECONDS = 5.0  # what close() waits for a measurement in progress to end
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,10 @@ class RecallCalibrator:
     def close(self) -> None:
         self._closed = True
         self._wake.set()
+        # Joined so that its hold on the index goes before the interpreter exits (Voyager's
+        # bindings print a leak warning at exit otherwise, breaking a JSON log). A measurement
+        # in progress runs on, in a daemon thread, rather than holding up the shutdown.
+        self._thread.join(timeout=CLOSE_WAIT_SECONDS)
 
     def _run(self) -> None:
         while True:

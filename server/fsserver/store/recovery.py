@@ -16,6 +16,7 @@ from fsserver.contract import EmbeddingContract
 from fsserver.store.index import FaceIndex
 from fsserver.store.snapshot import SnapshotCorrupt, load_snapshot
 from fsserver.store.wal import RecoveryReport, WriteAheadLog
+from fsserver.store.wal_records import AddRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,30 @@ def open_store(data_dir: Path, contract: EmbeddingContract, **index_options: Any
     index = loaded.index if loaded else FaceIndex(contract, **index_options)
     report = RecoveryReport()
     started = time.perf_counter()
-    for record in wal.recover(loaded.wal_lsn if loaded else 0, report):
+    after_lsn = loaded.wal_lsn if loaded else 0
+    adds = added = deletes = deleted = 0
+    for record in wal.recover(after_lsn, report):
         index.replay(record)
+        if isinstance(record, AddRecord):
+            adds, added = adds + 1, added + len(record.ids)
+        else:
+            deletes, deleted = deletes + 1, deleted + len(record.ids)
     if report.replayed or report.dropped:
         log.info(
-            "replayed %d WAL record(s) in %.2fs (%d already in the snapshot, %d dropped): %d items",
+            "WAL replay: %d record(s) after LSN %d in %.2fs (%d adds of %d items, %d deletes "
+            "of %d ids; %d records already in the snapshot, %d dropped): %d items now",
             report.replayed,
+            after_lsn,
             time.perf_counter() - started,
+            adds,
+            added,
+            deletes,
+            deleted,
             report.skipped,
             report.dropped,
             index.count,
         )
+    else:
+        log.info("WAL replay: nothing after LSN %d: %d items", after_lsn, index.count)
     index.wal = wal
     return Recovered(index, wal, loaded.name if loaded else "", report)
