@@ -143,9 +143,9 @@ def test_a_taken_port_stops_start_up_with_one_clear_line(
     server_process: Callable[..., tuple[subprocess.Popen[str], str]], tmp_path: Path
 ) -> None:
     _, address = server_process("--dim", str(DIM), "--data-dir", str(tmp_path / "a"))
+    command = [sys.executable, "-m", "fsserver", "--listen", address, "--dim", str(DIM)]
     failed = subprocess.run(
-        [sys.executable, "-m", "fsserver", "--listen", address, "--dim", str(DIM)]
-        + ["--data-dir", str(tmp_path / "b")],
+        [*command, "--data-dir", str(tmp_path / "b")],
         capture_output=True,
         text=True,
         timeout=60,
