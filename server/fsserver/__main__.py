@@ -1,4 +1,8 @@
-"""`fsserver`: run the facesearch server until SIGTERM/SIGINT, then save and exit 0."""
+"""`fsserver`: run the facesearch server until SIGTERM/SIGINT, then save and exit 0.
+
+`fsserver enroll SOURCE --server ADDR` embeds photos with Ray Data and adds them to a running
+server instead (fsserver/shards/enroll.py; needs the facesearch[ray] extra).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,21 @@ from types import FrameType
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["enroll"]:
+        try:
+            from fsserver.shards.enroll import main as enroll
+        except ImportError as error:
+            print(
+                f"fsserver enroll: Ray is not installed ({error.name}): "
+                "pip install 'facesearch[server,ray]'",
+                file=sys.stderr,
+            )
+            return 1
+        return enroll(arguments[1:])
     from fsserver.config import parse_config
 
-    config = parse_config(argv)
+    config = parse_config(arguments)
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fsserver",
         description="facesearch server: DeepFace embeddings + a Voyager HNSW index over gRPC. "
         "Every flag can also be set as FSSERVER_<FLAG> (e.g. FSSERVER_DATA_DIR).",
+        epilog="fsserver enroll --help: embed a folder or list of photos with Ray Data and "
+        "add them to a running server.",
     )
     d = Config()
     p.add_argument("--listen", default=d.listen, help="host:port to serve on (port 0: any)")
