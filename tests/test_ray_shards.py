@@ -22,7 +22,7 @@ from fsserver.config import Config
 from fsserver.errors import FailedPrecondition
 from fsserver.server import FaceSearchServer
 from fsserver.shards.router import RayShards
-from support import RunningServer
+from support import RunningServer, launch_server
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
 
@@ -265,3 +265,26 @@ def test_a_query_while_a_shard_restarts_waits_or_is_unavailable_never_partial(
         else:  # the shard was back in time: then the answer is whole
             assert answer.ids.shape == (20, K)
             assert answer.ids[:, 0].tolist() == list(range(20))
+
+
+def test_the_fsserver_command_starts_ray_serves_and_saves_every_shard_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """The real command: it starts its own Ray, serves, and on SIGTERM (which ray.init's
+    own handler would otherwise take) saves a snapshot in every shard and exits 0."""
+    data = tmp_path / "data"
+    process, address = launch_server(
+        "--dim", str(DIM), "--data-dir", str(data), "--backend", "ray", "--shards", "2",
+        "--ray-object-store-mb", "128",
+    )  # fmt: skip
+    try:
+        with FaceSearchClient(address) as client:
+            assert len(client.add_vectors(_clustered(100, seed=4))) == 100
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    for shard in (0, 1):
+        assert [p.name for p in (data / "shards" / str(shard) / "snapshots").iterdir()] == [
+            "000000000001"
+        ]

@@ -64,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = f"model {config.model!r} / detector {config.detector!r}"
         print(f"fsserver: start-up failed loading {what}: {error}", file=sys.stderr)
         return 1
+    if config.backend == "ray":
+        # ray.init installed its own SIGTERM handler (it dumps a stack and dies, with no
+        # final save and Ray left running): take the signals back.
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
     # Printed on stdout for scripts (and `make demo`) that start the server on port 0.
     print(f"fsserver: serving on {server.address}", flush=True)
     stop_requested.wait()
