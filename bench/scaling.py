@@ -9,8 +9,9 @@
    the build of one shard (HNSW insertion costs about n log n).
 3. Fan-out: the same vectors in the single in-process index (LocalStore) and in 1, 2 and 4
    Ray shards (RayShards, the --backend ray path without gRPC): one-vector query latency
-   p50/p99, QueryBatch throughput (1000 rows), recall@10 against brute force, and the
-   load time; ratios against the single index.
+   p50/p99, a no-op call to every shard (the fixed cost of a fan-out), QueryBatch
+   throughput (1000 rows), recall@10 against brute force at ef 64, and the load time;
+   ratios against the single index.
 
 Needs the facesearch[ray] extra. Face-like vectors as `make bench` draws them without
 photos (bench/facelike.py with a fixed random template).
@@ -158,6 +159,12 @@ def fanout(n: int, shard_counts: list[int], work: Path) -> list[dict[str, Any]]:
             started = time.perf_counter()
             backend.search(query[None, :], K)
             latencies.append(time.perf_counter() - started)
+        # The fixed cost of a fan-out: one no-op call to every shard, waited for together.
+        calls = []
+        for _ in range(200 if shards else 0):
+            started = time.perf_counter()
+            backend.shard_pids()  # type: ignore[attr-defined]
+            calls.append(time.perf_counter() - started)
         batch_seconds = []
         for _ in range(5):
             started = time.perf_counter()
@@ -173,6 +180,7 @@ def fanout(n: int, shard_counts: list[int], work: Path) -> list[dict[str, Any]]:
             "load_seconds": load_seconds,
             "query_p50_ms": 1000 * float(np.percentile(latencies, 50)),
             "query_p99_ms": 1000 * float(np.percentile(latencies, 99)),
+            "noop_fanout_p50_ms": 1000 * float(np.percentile(calls, 50)) if calls else 0.0,
             "batch_qps": len(batch) / float(np.median(batch_seconds)),
             "recall_at_10": recall,
         }
@@ -205,7 +213,9 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="memory and/or fanout")
     parser.add_argument("--out", type=Path, default=Path("bench/results/scaling.json"))
     args = parser.parse_args()
-    results: dict[str, Any] = {"dim": DIM, "m": M, "ef_construction": EF_CONSTRUCTION, "ef": EF}
+    # A run of one part (--skip) keeps the other part's results already in --out.
+    results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results.update({"dim": DIM, "m": M, "ef_construction": EF_CONSTRUCTION, "ef": EF})
     with tempfile.TemporaryDirectory(prefix="facesearch-scaling-") as temp:
         work = Path(temp)
         if "memory" not in args.skip:
