@@ -171,6 +171,9 @@ def test_reopening_keeps_ids_global_and_refuses_another_shard_count(
 
     with pytest.raises(FailedPrecondition, match="holds 3 shards, not 2"):
         _sharded(start_server, 2, data_dir=data)
+    # A shard refusing its snapshot (another dimension) stops the start-up, saying why.
+    with pytest.raises(FailedPrecondition, match="another embedding contract"):
+        start_server(data_dir=data, dim=2 * DIM, model="", backend="ray", shards=3, shard_cpus=0.25)
     with pytest.raises(FailedPrecondition, match="--backend ray --shards 3"):
         start_server(data_dir=data, dim=DIM, model="")
 

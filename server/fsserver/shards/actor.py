@@ -18,7 +18,7 @@ import numpy as np
 
 from fsclient.types import CompactResult, FloatArray, Item, SaveResult
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import FaceSearchError, Unavailable
+from fsserver.errors import FaceSearchError, FailedPrecondition, Unavailable
 from fsserver.store.backend import Hits, StoreOptions, StoreStats
 from fsserver.store.local import LocalStore
 
@@ -50,6 +50,9 @@ class ShardActor:
         except FaceSearchError as error:
             self._failure = error
             log.error("shard %d cannot open %s: %s", shard, directory, error)
+        except Exception as error:  # e.g. a directory it may not write
+            log.exception("shard %d cannot open %s", shard, directory)
+            self._failure = FailedPrecondition(f"shard {shard} cannot open {directory}: {error}")
 
     @property
     def store(self) -> LocalStore:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
@@ -37,6 +37,7 @@ from fsserver.store.index import claim_ids
 from fsserver.store.sharding import claim_layout, shard_dir, shard_of
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Threads per shard actor: queries run beside a long add (the store is thread-safe).
 SHARD_THREADS = 8
@@ -321,7 +322,7 @@ class RayShards:
             raise Unavailable(f"{what}: a shard is unavailable ({error}); retry") from None
 
 
-def _unwrap(call: Any) -> Any:
+def _unwrap(call: Callable[[], T]) -> T:
     """call(), with a shard's own error (NotFound, a refused snapshot…) raised as itself
     rather than wrapped in Ray's RayTaskError."""
     try:
