@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 FACES ?= $(firstword $(wildcard ../shared/faces))
 N ?= 20000
 
-.PHONY: setup test lint proto serve demo bench lock clean
+.PHONY: setup test test-ray lint proto serve demo bench lock clean
 
 setup: $(VENV)/.installed
 
@@ -18,7 +18,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 test: setup lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not ray"
+
+# The Ray backend's tests (real Ray, started once for the module: a few minutes on 2 cores).
+test-ray: $(VENV)/.installed-ray
+	$(PY) -m pytest -m ray
+
+$(VENV)/.installed-ray: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e '.[server,picture,dev,ray]'
+	touch $@
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -49,7 +57,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 # Refresh constraints.txt from a clean resolve of pyproject.toml.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet '.[server,picture,dev,bench]'
+	.lock-venv/bin/pip install --quiet '.[server,picture,dev,bench,ray]'
 	( echo "# Exact versions of the whole dependency tree, used by \`make setup\` and CI (pip -c)."; \
 	  echo "# Regenerate: make lock"; \
 	  .lock-venv/bin/pip freeze --all | grep -v -e '^facesearch' -e '^pip==' ) > constraints.txt

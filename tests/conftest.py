@@ -2,7 +2,8 @@
 
 Face photos come from $FACESEARCH_FACES (default ../shared/faces beside the repo). Where
 they are absent the face tests skip and say why; with FACESEARCH_REQUIRE_FACES=1 (set by
-.ci/run) a missing folder fails instead.
+.ci/run) a missing folder fails instead. Likewise the Ray tests (marked `ray`, run by `make
+test-ray`) skip without the facesearch[ray] extra unless FACESEARCH_REQUIRE_RAY=1.
 """
 
 from __future__ import annotations
@@ -33,6 +34,26 @@ def faces_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return FACES_DIR
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """One local Ray for the whole session (it takes seconds to start), sized as the Ray
+    tests' 2-core machine: 2 CPUs, a 256 MB object store; shard actors take fractions."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("FACESEARCH_REQUIRE_RAY") == "1":
+            pytest.fail("Ray is not installed: pip install -e '.[ray]' (make test-ray does)")
+        pytest.skip("Ray is not installed (the facesearch[ray] extra; make test-ray)")
+    ray.init(
+        num_cpus=2,
+        object_store_memory=256 * 1024 * 1024,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -53,13 +53,28 @@ def test_the_thin_client_needs_no_server_stack() -> None:
     assert base == {"grpcio", "protobuf", "numpy"}
     code = (
         "import sys, fsclient, fsclient.cli, fsclient.format;"
-        "heavy = {'deepface', 'tensorflow', 'voyager', 'cv2', 'dlib', 'fsserver'};"
+        "heavy = {'deepface', 'tensorflow', 'voyager', 'cv2', 'dlib', 'fsserver', 'ray'};"
         "print(sorted(heavy & set(sys.modules)))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "[]"
+
+
+def test_the_default_server_does_not_import_ray(tmp_path: Path) -> None:
+    """Ray is an optional extra: only --backend ray may import it."""
+    code = (
+        "import sys; from pathlib import Path;"
+        "from fsserver.config import Config; from fsserver.server import FaceSearchServer;"
+        f"s = FaceSearchServer(Config(listen='127.0.0.1:0', data_dir=Path({str(tmp_path)!r}),"
+        " dim=4, model='', detector='')).start();"
+        "s.stop(); print('ray' in sys.modules)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.strip()
+    assert loaded == "False"
 
 
 def test_pip_install_dot_is_the_thin_client_alone(tmp_path: Path) -> None:

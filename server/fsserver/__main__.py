@@ -1,4 +1,8 @@
-"""`fsserver`: run the facesearch server until SIGTERM/SIGINT, then save and exit 0."""
+"""`fsserver`: run the facesearch server until SIGTERM/SIGINT, then save and exit 0.
+
+`fsserver enroll SOURCE --server ADDR` embeds photos with Ray Data and adds them to a running
+server instead (fsserver/shards/enroll.py; needs the facesearch[ray] extra).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,22 @@ from types import FrameType
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["enroll"]:
+        try:
+            from fsserver.shards.enroll import main as enroll
+        except ImportError as error:
+            print(
+                f"fsserver enroll: Ray is not installed ({error.name}): "
+                "pip install 'facesearch[server,ray]'",
+                file=sys.stderr,
+            )
+            return 1
+        return enroll(arguments[1:])
     from fsserver import logs
     from fsserver.config import parse_config
 
-    config = parse_config(argv)
+    config = parse_config(arguments)
     try:
         logs.configure(config.log_level, config.log_format)
     except ValueError as error:
@@ -54,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = f"model {config.model!r} / detector {config.detector!r}"
         print(f"fsserver: start-up failed loading {what}: {error}", file=sys.stderr)
         return 1
+    if config.backend == "ray":
+        # ray.init installed its own SIGTERM handler (it dumps a stack and dies, with no
+        # final save and Ray left running): take the signals back.
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
     # Printed on stdout for scripts (and `make demo`) that start the server on port 0.
     print(f"fsserver: serving on {server.address}", flush=True)
     stop_requested.wait()

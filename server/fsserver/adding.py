@@ -3,7 +3,7 @@
 Split from engine.py (the Engine inherits it) so each stays readable: this is where an Add
 batch is checked, its images embedded (in the worker pool, all at once, while the previous
 batch is stored: see pipeline.py), its packed rows validated in one numpy pass, and the
-result handed to the index, which logs it to the WAL before applying it.
+result handed to the index backend, which logs it to the WAL before applying it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from fsserver.errors import (
     ResourceExhausted,
 )
 from fsserver.pipeline import CheckedRows, PendingAdd
-from fsserver.store.index import Entry, FaceIndex
+from fsserver.store.backend import IndexBackend, add_records
 from fsserver.store.records import Record
 
 log = logging.getLogger(__name__)
@@ -43,19 +43,19 @@ class AddPath:
     _pool: EmbedPool | None
 
     @property
-    def index(self) -> FaceIndex:
+    def store(self) -> IndexBackend:
         raise NotImplementedError
 
     def check_vector_model(self, vector_model: str) -> None:
         raise NotImplementedError
 
+    def validate_vector(self, vector: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def validate_matrix(self, matrix: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
     def _faces(self, image: bytes) -> list[DetectedFace]:
-        raise NotImplementedError
-
-    def _note_change(self) -> None:
-        raise NotImplementedError
-
-    def _maybe_checkpoint(self) -> None:
         raise NotImplementedError
 
     def add(
@@ -107,14 +107,16 @@ class AddPath:
 
     def finish_add(self, pending: PendingAdd) -> list[AddResult]:
         """Wait for the batch's images and store it (see add)."""
-        index = self.index
+        store = self.store
         items = pending.items
         try:
             prepared = self._prepare(pending)
         finally:
             pending.abandon()  # the queue's place is free once the images are embedded
         results: list[AddResult] = []
-        entries: list[Entry] = []
+        vectors: list[FloatArray] = []
+        ids: list[int | None] = []
+        records: list[Record] = []
         waiting: list[tuple[int, DetectedFace | None, int]] = []  # result slot, face, faces
         for item, outcome in zip(items, prepared, strict=True):
             if isinstance(outcome, FaceSearchError):
@@ -122,10 +124,12 @@ class AddPath:
                 continue
             vector, subject, faces_found = outcome
             thumbnail = subject.thumbnail if subject else b""
-            entries.append(Entry(vector, item.id, Record(item.label, item.metadata, thumbnail)))
+            vectors.append(vector)
+            ids.append(item.id)
+            records.append(Record(item.label, item.metadata, thumbnail))
             waiting.append((len(results), subject, faces_found))
             results.append(AddResult(id=None))  # filled in once the index has stored it
-        stored_outcomes = index.add(entries)
+        stored_outcomes = add_records(store, vectors, ids, records)
         for (slot, subject, faces_found), stored in zip(waiting, stored_outcomes, strict=True):
             if isinstance(stored, FaceSearchError):
                 results[slot] = AddResult(id=None, error=item_error(stored))
@@ -134,14 +138,12 @@ class AddPath:
                 results[slot] = AddResult(id=stored, face=face, faces_found=faces_found)
         if pending.rows is not None:
             results += self._store_rows(pending.rows)
-        self._note_change()
-        self._maybe_checkpoint()
         return results
 
     def _check_rows(self, rows: VectorRows) -> CheckedRows:
         """Shape packed rows by the index's dim and check each; a malformed block as a whole
         (a partial row, a column of the wrong length) is InvalidArgument for the batch."""
-        index = self.index
+        dim = self.store.contract.dim
         total = len(rows.vectors)
         for name, column in (
             ("labels", rows.labels),
@@ -154,21 +156,20 @@ class AddPath:
         labels = list(rows.labels) or [""] * total
         metadata = list(rows.metadata) or [""] * total
         errors: dict[int, ItemError] = {}
-        if matrix.shape[1] != index.contract.dim:
+        if matrix.shape[1] != dim:
             wrong = item_error(
                 InvalidArgument(
-                    f"vector has dimension {matrix.shape[1]}, this index holds dimension "
-                    f"{index.contract.dim}"
+                    f"vector has dimension {matrix.shape[1]}, this index holds dimension {dim}"
                 )
             )
             errors = dict.fromkeys(range(total), wrong)
         else:
             try:
-                index.validate_matrix(matrix)
+                self.validate_matrix(matrix)
             except InvalidArgument:  # which rows, and why (the slow path: bad batches only)
                 for position, row in enumerate(matrix):
                     try:
-                        index.validate_vector(row)
+                        self.validate_vector(row)
                     except InvalidArgument as error:
                         errors[position] = item_error(error)
         # UTF-8 takes at most 4 bytes a character, so most batches skip encoding each row.
@@ -198,7 +199,7 @@ class AddPath:
         for position, error in rows.errors.items():
             results[position] = AddResult(id=None, error=error)
         if rows.positions:
-            stored = self.index.add_rows(
+            stored = self.store.add_rows(
                 rows.vectors,
                 ids=rows.ids,
                 labels=rows.labels,
@@ -251,11 +252,11 @@ class AddPath:
         """The vector to store, and for images the enrolled face and how many were found
         (from the pool's `job` when the image was submitted to it)."""
         if item.vector is not None:
-            return self.index.validate_vector(item.vector), None, 0
+            return self.validate_vector(item.vector), None, 0
         if item.image is None:
             raise InvalidArgument("the item has neither an image nor a vector")
         faces = job.result() if job is not None else self._faces(item.image)
         if not faces:
             raise FailedPrecondition("no face was found in the image")
         subject = faces[0]  # the largest face
-        return self.index.validate_vector(subject.face.embedding), subject, len(faces)
+        return self.validate_vector(subject.face.embedding), subject, len(faces)

@@ -79,6 +79,20 @@ class Config:
     tls_client_ca: Path | None = None
     # A file holding the bearer token every call but health must carry; None: no auth.
     auth_token_file: Path | None = None
+    # "local": one index in this process (the default; Ray is never imported). "ray": the
+    # index is split over `shards` Ray actors (fsserver/shards/), each with its own WAL and
+    # snapshots in data_dir/shards/<i>/, on the Ray cluster at ray_address ("" = start a
+    # local Ray with an object store of ray_object_store_mb).
+    backend: str = "local"
+    shards: int = 1
+    ray_address: str = ""
+    ray_object_store_mb: int = 512
+    # CPUs Ray reserves for each shard actor; the total must fit the cluster (it leaves the
+    # rest to the gRPC threads, the face model and other work).
+    shard_cpus: float = 0.5
+    # How long a call waits for a shard (e.g. one restarting after a crash: it reloads its
+    # snapshot and replays its WAL) before answering UNAVAILABLE.
+    shard_timeout: float = 60.0
 
     @property
     def vector_only(self) -> bool:
@@ -106,6 +120,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0.0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
     return value
 
 
@@ -140,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fsserver",
         description="facesearch server: DeepFace embeddings + a Voyager HNSW index over gRPC. "
         "Every flag can also be set as FSSERVER_<FLAG> (e.g. FSSERVER_DATA_DIR).",
+        epilog="fsserver enroll --help: embed a folder or list of photos with Ray Data and "
+        "add them to a running server.",
     )
     d = Config()
     p.add_argument("--listen", default=d.listen, help="host:port to serve on (port 0: any)")
@@ -239,6 +262,44 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="require 'authorization: Bearer <the file's token>' on every call but health",
     )
+    sharding = p.add_argument_group("Ray shards (--backend ray; needs facesearch[ray])")
+    sharding.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default=d.backend,
+        help="local: one index in this process; ray: the index split over Ray shard actors",
+    )
+    sharding.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=d.shards,
+        help="Ray shard actors (fixed for the data directory: an id lives in shard id %% N)",
+    )
+    sharding.add_argument(
+        "--ray-address",
+        default=d.ray_address,
+        metavar="ADDR",
+        help="join this Ray cluster (e.g. auto, or ray://host:10001); default: start Ray here",
+    )
+    sharding.add_argument(
+        "--ray-object-store-mb",
+        type=_positive_int,
+        default=d.ray_object_store_mb,
+        help="object store of a Ray started here (Ray's own default takes 30%% of RAM)",
+    )
+    sharding.add_argument(
+        "--shard-cpus",
+        type=_positive_float,
+        default=d.shard_cpus,
+        help="CPUs Ray reserves for each shard actor",
+    )
+    sharding.add_argument(
+        "--shard-timeout",
+        type=_positive_float,
+        default=d.shard_timeout,
+        metavar="SECONDS",
+        help="a call waits this long for a shard (e.g. one restarting) before UNAVAILABLE",
+    )
     # Environment variables become defaults, so an explicit flag still wins.
     for action in p._actions:
         if action.dest != "help" and (value := _env(action.dest)) is not None:
@@ -253,6 +314,8 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         parser.error("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+    if args.backend != "ray" and (args.shards != 1 or args.ray_address):
+        parser.error("--shards and --ray-address need --backend ray")
     values = {f.name: getattr(args, f.name) for f in fields(Config) if hasattr(args, f.name)}
     if values["model"] is None:
         # A vector-only server holds vectors of an unnamed model unless told otherwise.

@@ -1,17 +1,16 @@
 """What the server does, in Python types: the gRPC servicer only converts and maps errors.
 
 The engine owns the face model (worker processes, or an embedder in this process; neither in
-vector-only mode), the index and its write-ahead log;
-at start it loads the newest intact snapshot and replays the log, and it is the one place
-that knows how an image becomes index entries.
+vector-only mode) and an index backend (store/backend.py): by default one LocalStore in the
+data directory, which at start loads the newest intact snapshot and replays the WAL; with
+--backend ray, Ray shard actors that each do so (fsserver/shards/). It is the one place that
+knows how an image becomes index entries.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from fsclient.types import (
     FaceMatches,
     FloatArray,
     Item,
+    Neighbor,
     QueryResult,
     SaveResult,
     Stats,
@@ -43,16 +43,14 @@ from fsserver.errors import (
     Unavailable,
 )
 from fsserver.images import decode_image
-from fsserver.store.calibration import RecallCalibrator
-from fsserver.store.heap import release_free_memory
+from fsserver.store import validation
+from fsserver.store.backend import Hits, IndexBackend, StoreOptions
 from fsserver.store.index import FaceIndex
-from fsserver.store.recovery import open_store
-from fsserver.store.snapshot import save_snapshot
-from fsserver.store.wal import RecoveryReport
+from fsserver.store.local import LocalStore, lock_directory
+from fsserver.store.sharding import read_layout
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "LOCK"
 # Past this a query walks most of any graph this server could hold; brute force is cheaper.
 MAX_EF = 100_000
 
@@ -62,22 +60,18 @@ class Engine(AddPath):
         self.config = config
         self._embedder = embedder
         self._pool: EmbedPool | None = None  # with no embedder given and --embed-workers > 0
-        self._index: FaceIndex | None = None
-        self.snapshot = ""
-        self.recovery = RecoveryReport()
+        self._store: IndexBackend | None = None
         self.embed_queue = EmbedQueue(config.max_embed_queue)
-        self._saved_version = 0
-        self._save_lock = threading.Lock()
         self._lock_fd: int | None = None
-        self._checkpointing = threading.Event()
-        self._calibrator: RecallCalibrator | None = None
 
     # ---- start-up --------------------------------------------------------------------
 
     def load(self) -> None:
-        """Load the face model (unless vector-only), the newest snapshot, then the WAL."""
+        """Load the face model (unless vector-only), then the index backend."""
         data_dir = Path(self.config.data_dir)
-        self._lock_data_dir(data_dir)
+        # One server per data directory (two appending to one WAL would corrupt it);
+        # taken before the model loads, so a second server fails at once.
+        self._lock_fd = lock_directory(data_dir)
         if not self.config.vector_only and self._embedder is None:
             if self.config.embed_workers > 0:
                 # Returns once every worker has loaded: health is SERVING only after that.
@@ -96,51 +90,31 @@ class Engine(AddPath):
         threshold = self.config.threshold
         if threshold is None:
             threshold = deepface_threshold(contract.model, contract.space)
-        recovered = open_store(
-            data_dir,
-            contract,
+        options = StoreOptions(
             m=self.config.m,
             ef_construction=self.config.ef_construction,
             ef=self.config.ef,
             threshold=threshold,
+            target_recall=self.config.target_recall,
+            compact_deleted_share=self.config.compact_deleted_share,
+            checkpoint_wal_mb=self.config.checkpoint_wal_mb,
         )
-        if not recovered.snapshot:
-            log.info("no snapshot in %s: starting from the WAL alone", data_dir)
-        self.snapshot, self.recovery = recovered.snapshot, recovered.report
-        # Replayed changes are durable in the WAL already; a save is not due for them.
-        self._saved_version = recovered.index.version
-        self._index = recovered.index
-        release_free_memory()  # the snapshot's and the replay's temporary buffers
-        if self.config.target_recall:
-            self._calibrator = RecallCalibrator(self._index, self.config.target_recall)
+        if self.config.backend == "ray":
+            # Imported only here: the default server never imports Ray.
+            from fsserver.shards.router import RayShards
 
-    def _lock_data_dir(self, data_dir: Path) -> None:
-        """One server per data directory: two appending to one WAL would corrupt it."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise FailedPrecondition(
-                f"another fsserver is using the data directory {data_dir}"
-            ) from None
-        self._lock_fd = fd
-
-    def _note_change(self) -> None:
-        if self._calibrator is not None:
-            self._calibrator.note_change()
+            self._store = RayShards.open(data_dir, contract, options, self.config)
+        else:
+            check_not_sharded(data_dir)
+            self._store = LocalStore(data_dir, contract, options, lock=False)  # locked above
 
     def close(self) -> None:
-        """Stop the face model's workers, close the WAL and release the data directory
-        (the server has stopped)."""
+        """Stop the face model's workers, close the index backend and release the data
+        directory (the server has stopped)."""
         if self._pool is not None:
             self._pool.close()
-        if self._calibrator is not None:
-            self._calibrator.close()
-        with self._save_lock:  # let a background checkpoint finish first
-            if self._index is not None and self._index.wal is not None:
-                self._index.wal.close()
+        if self._store is not None:
+            self._store.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
@@ -162,13 +136,29 @@ class Engine(AddPath):
 
     @property
     def loaded(self) -> bool:
-        return self._index is not None
+        return self._store is not None
+
+    @property
+    def store(self) -> IndexBackend:
+        if self._store is None:
+            raise Unavailable("the server is still loading its model and index")
+        return self._store
 
     @property
     def index(self) -> FaceIndex:
-        if self._index is None:
-            raise Unavailable("the server is still loading its model and index")
-        return self._index
+        """The in-process index (the local backend only: tests and benchmarks look inside)."""
+        store = self.store
+        if not isinstance(store, LocalStore):
+            raise FailedPrecondition("the index lives in Ray shard actors, not this process")
+        return store.index
+
+    def validate_vector(self, vector: FloatArray) -> FloatArray:
+        """See validation.validate_vector."""
+        return validation.validate_vector(self.store.contract, vector)
+
+    def validate_matrix(self, matrix: FloatArray) -> FloatArray:
+        """See validation.validate_matrix."""
+        return validation.validate_matrix(self.store.contract, matrix)
 
     # ---- images ----------------------------------------------------------------------
 
@@ -204,7 +194,7 @@ class Engine(AddPath):
     # ---- add -------------------------------------------------------------------------
 
     def check_vector_model(self, vector_model: str) -> None:
-        model = self.index.contract.model
+        model = self.store.contract.model
         if vector_model and model and vector_model != model:
             raise FailedPrecondition(
                 f"the vectors come from model {vector_model!r}; this index holds {model!r} "
@@ -225,7 +215,7 @@ class Engine(AddPath):
         vector_model: str = "",
         alive: Alive = always_alive,
     ) -> QueryResult:
-        index = self.index
+        store = self.store
         self._check_search(k, ef)
         embed_seconds = 0.0
         faces = None
@@ -239,22 +229,36 @@ class Engine(AddPath):
             if not detected:
                 raise FailedPrecondition("no face was found in the query image")
             faces = [d.face for d in detected]
-            matrix = np.stack([index.validate_vector(f.embedding) for f in faces])
+            matrix = np.stack([self.validate_vector(f.embedding) for f in faces])
         elif vector is not None:
             self.check_vector_model(vector_model)
-            matrix = index.validate_vector(vector)[None, :]
+            matrix = self.validate_vector(vector)[None, :]
         elif id is not None:
-            matrix = index.get(id).vector[None, :]
+            matrix = store.get(id).vector[None, :]
         else:
             raise InvalidArgument("a query needs an image, a vector or an id")
         started = time.perf_counter()
-        neighbors = index.query(matrix, k, ef, exact)
+        hits = store.search(matrix, k, ef, exact, with_metadata=True)
         search_seconds = time.perf_counter() - started
         results = [
-            FaceMatches(face=faces[i] if faces else None, neighbors=n)
-            for i, n in enumerate(neighbors)
+            FaceMatches(face=faces[row] if faces else None, neighbors=self._neighbors(hits, row))
+            for row in range(len(matrix))
         ]
         return QueryResult(results, search_seconds=search_seconds, embed_seconds=embed_seconds)
+
+    def _neighbors(self, hits: Hits, row: int) -> list[Neighbor]:
+        threshold = self.store.threshold
+        metadata = hits.metadata[row] if hits.metadata is not None else [""] * len(hits.ids[row])
+        return [
+            Neighbor(id, label, meta, distance, threshold is not None and distance <= threshold)
+            for id, label, meta, distance in zip(
+                hits.ids[row].tolist(),
+                hits.labels[row],
+                metadata,
+                hits.distances[row].tolist(),
+                strict=True,
+            )
+        ]
 
     def query_batch(
         self,
@@ -267,27 +271,30 @@ class Engine(AddPath):
         vector_model: str = "",
     ) -> BatchResult:
         """The k nearest of every row of a flat float32 array of rows x dim values."""
-        index = self.index
+        store = self.store
         self._check_search(k, ef)
         self.check_vector_model(vector_model)
-        dim = index.contract.dim
+        dim = store.contract.dim
         if vectors.size == 0 or vectors.size % dim:
             raise InvalidArgument(
                 f"a batch of {vectors.size} values is not whole rows of this index's "
                 f"dimension {dim}"
             )
-        matrix = index.validate_matrix(vectors.reshape(-1, dim))
+        matrix = self.validate_matrix(vectors.reshape(-1, dim))
         started = time.perf_counter()
-        ids, distances = index.search(matrix, k, ef, exact)
+        hits = store.search(matrix, k, ef, exact, with_metadata)
         search_seconds = time.perf_counter() - started
-        threshold = index.threshold
-        matches = distances <= threshold if threshold is not None else np.zeros(ids.shape, bool)
+        threshold = store.threshold
+        distances = hits.distances
+        matches = (
+            distances <= threshold if threshold is not None else np.zeros(hits.ids.shape, bool)
+        )
         return BatchResult(
-            ids=ids,
+            ids=hits.ids,
             distances=distances,
-            labels=index.labels_of(ids),
+            labels=hits.labels,
             matches=matches,
-            metadata=index.metadata_of(ids) if with_metadata else None,
+            metadata=hits.metadata,
             search_seconds=search_seconds,
         )
 
@@ -300,7 +307,7 @@ class Engine(AddPath):
     # ---- the rest --------------------------------------------------------------------
 
     def get(self, id: int) -> Item:
-        return self.index.get(id)
+        return self.store.get(id)
 
     def delete(self, ids: Sequence[int]) -> int:
         if not ids:
@@ -310,81 +317,51 @@ class Engine(AddPath):
                 f"a delete names {len(ids)} ids; the limit is {self.config.max_batch_items} "
                 "(--max-batch-items)"
             )
-        deleted = self.index.delete(ids)
-        self._note_change()
-        self._maybe_checkpoint()
-        return deleted
-
-    def _maybe_checkpoint(self) -> None:
-        """Start a background snapshot once the WAL has grown past --checkpoint-wal-mb."""
-        limit = self.config.checkpoint_wal_mb * 1024 * 1024
-        wal = self._index.wal if self._index else None
-        if not limit or wal is None or wal.segment_bytes < limit:
-            return
-        if self._checkpointing.is_set():
-            return
-        self._checkpointing.set()
-        threading.Thread(target=self._checkpoint, name="checkpoint", daemon=True).start()
-
-    def _checkpoint(self) -> None:
-        try:
-            log.info(
-                "checkpoint: the WAL passed %d MB, saving a snapshot", self.config.checkpoint_wal_mb
-            )
-            self.save()
-        except Exception:
-            log.exception("checkpoint failed; the WAL keeps every change")
-        finally:
-            self._checkpointing.clear()
+        return self.store.delete(ids)
 
     @property
     def unsaved_changes(self) -> bool:
-        return self._index is not None and self._index.version != self._saved_version
+        return self._store is not None and self._store.unsaved_changes
 
     def save(self) -> SaveResult:
-        """Compact first if enough is deleted, then write a snapshot and trim the WAL."""
-        with self._save_lock:  # one snapshot at a time; numbering stays sequential
-            index = self.index
-            stored = index.count + index.deleted_count
-            if stored and index.deleted_count / stored >= self.config.compact_deleted_share:
-                self.compact()
-            version = index.version
-            result = save_snapshot(index, Path(self.config.data_dir))
-            self.snapshot, self._saved_version = result.snapshot, version
-            return result
+        """Compact first if enough is deleted, then write a snapshot and trim the WAL
+        (in every shard, with the Ray backend)."""
+        return self.store.save()
 
     def compact(self) -> CompactResult:
-        started = time.perf_counter()
-        removed = self.index.compact()
-        release_free_memory()  # the rebuild's copy of every vector
-        self._note_change()
-        seconds = time.perf_counter() - started
-        if removed:
-            log.info("compacted: %d deleted items dropped in %.2fs", removed, seconds)
-        return CompactResult(removed=removed, count=self.index.count, seconds=seconds)
+        return self.store.compact()
 
     def stats(self) -> Stats:
-        index = self.index
-        calibrator = self._calibrator
-        latest = calibrator.latest if calibrator else None
-        contract = index.contract
+        store = self.store
+        stored = store.stats()
+        contract = store.contract
         return Stats(
-            count=index.count,
+            count=stored.count,
             dim=contract.dim,
             space=contract.space,
             storage=contract.storage,
             model=contract.model,
             detector=contract.detector,
-            ef=index.default_ef,
-            deleted=index.deleted_count,
-            threshold=index.threshold or 0.0,
+            ef=stored.ef,
+            deleted=stored.deleted,
+            threshold=store.threshold or 0.0,
             normalization=contract.normalization,
-            snapshot=self.snapshot,
-            wal_replayed=self.recovery.replayed,
-            wal_dropped=self.recovery.dropped,
-            wal_bytes=index.wal.size_bytes if index.wal else 0,
+            snapshot=stored.snapshot,
+            wal_replayed=stored.wal_replayed,
+            wal_dropped=stored.wal_dropped,
+            wal_bytes=stored.wal_bytes,
             embed_queue=self.embed_queue.depth,
-            target_recall=calibrator.target if calibrator else 0.0,
-            estimated_recall=latest.recall if latest else 0.0,
-            recall_measured_at=latest.measured_at if latest else 0,
+            target_recall=stored.target_recall,
+            estimated_recall=stored.estimated_recall,
+            recall_measured_at=stored.recall_measured_at,
+        )
+
+
+def check_not_sharded(data_dir: Path) -> None:
+    """The single index must not open a directory that holds Ray shards (it would look
+    empty and start a second, unrelated index beside them)."""
+    layout = read_layout(data_dir)
+    if layout is not None:
+        raise FailedPrecondition(
+            f"{data_dir} holds {layout} Ray shards: start with --backend ray --shards {layout}"
         )

@@ -170,20 +170,7 @@ class FaceIndex:
         return outcomes
 
     def _claim_ids(self, requested: Sequence[int | None]) -> list[int | FaceSearchError]:
-        if all(id is None for id in requested) and self._next_id + len(requested) <= MAX_ID:
-            first = self._next_id  # the bulk path: a run of fresh ids
-            self._next_id += len(requested)
-            return list(range(first, self._next_id))
-        seen: set[int] = set()
-        outcomes: list[int | FaceSearchError] = []
-        for wanted in requested:
-            try:
-                id = self._claim_id(wanted, seen)
-            except FaceSearchError as error:
-                outcomes.append(error)
-                continue
-            seen.add(id)
-            outcomes.append(id)
+        outcomes, self._next_id = claim_ids(requested, self._next_id)
         return outcomes
 
     def replay(self, record: WalRecord) -> None:
@@ -227,18 +214,6 @@ class FaceIndex:
         if self._pending is not None:
             self._pending.append(record)
         self.version += 1
-
-    def _claim_id(self, requested: int | None, seen: set[int]) -> int:
-        if requested is None:
-            if self._next_id > MAX_ID:
-                raise ResourceExhausted("no free id above the largest one in use")
-            requested = self._next_id
-        elif not 0 <= requested <= MAX_ID:
-            raise InvalidArgument(f"id {requested} is outside 0..2^64-1")
-        if requested in seen:
-            raise InvalidArgument(f"id {requested} appears more than once in this batch")
-        self._next_id = max(self._next_id, requested + 1)
-        return requested
 
     def delete(self, ids: Sequence[int]) -> int:
         """Delete all of ids, or none: NotFound names the unknown ones. Logged first."""
@@ -437,6 +412,37 @@ class FaceIndex:
     @property
     def deleted(self) -> set[int]:
         return self._deleted
+
+
+def claim_ids(
+    requested: Sequence[int | None], next_id: int
+) -> tuple[list[int | FaceSearchError], int]:
+    """Ids for a batch (each requested one, or the counter's next for None), or per item
+    why not (out of range, repeated in the batch); and the counter after them.
+
+    The counter only grows, past every id handed out or requested, so a fresh id never
+    collides with one in use (the sharded router keeps one such counter for all shards).
+    """
+    if all(id is None for id in requested) and next_id + len(requested) <= MAX_ID:
+        return list(range(next_id, next_id + len(requested))), next_id + len(requested)
+    seen: set[int] = set()
+    outcomes: list[int | FaceSearchError] = []
+    for wanted in requested:
+        if wanted is None:
+            if next_id > MAX_ID:
+                outcomes.append(ResourceExhausted("no free id above the largest one in use"))
+                continue
+            wanted = next_id
+        elif not 0 <= wanted <= MAX_ID:
+            outcomes.append(InvalidArgument(f"id {wanted} is outside 0..2^64-1"))
+            continue
+        if wanted in seen:
+            outcomes.append(InvalidArgument(f"id {wanted} appears more than once in this batch"))
+            continue
+        next_id = max(next_id, wanted + 1)
+        seen.add(wanted)
+        outcomes.append(wanted)
+    return outcomes, next_id
 
 
 def _insert(

@@ -1,0 +1,1 @@
+"""The Ray backend: the index split over Ray shard actors (imports Ray; optional extra)."""

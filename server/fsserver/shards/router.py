@@ -1,0 +1,339 @@
+"""The Ray backend: N shard actors behind the IndexBackend interface (--backend ray).
+
+Ids are global: this router hands them out from one counter (started, at open, past the
+largest any shard has used, so they stay unique across restarts) and an item lives in shard
+id % N (sharding.py). Add groups a batch by shard and sends each part with its ids; Query
+fans out to every shard (each searches with at least the caller's ef) and merges the top k
+by distance; Delete checks every id exists, then deletes; Save snapshots every shard; Stats
+sums them. Writes are serialised here, as the single index serialises them, so each shard's
+WAL order is the order clients saw.
+
+Shard actors restart when they die (max_restarts=-1): their constructor loads the shard's
+snapshot and replays its WAL. Calls to a restarting shard are retried by Ray once it is back
+(max_task_retries=-1); a call waits at most --shard-timeout for every shard and otherwise
+fails as a whole with UNAVAILABLE: no partial result is ever presented as complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from fsclient.types import CompactResult, FloatArray, Item, SaveResult
+from fsserver.config import Config
+from fsserver.contract import EmbeddingContract
+from fsserver.errors import FaceSearchError, FailedPrecondition, NotFound, Unavailable
+from fsserver.shards.actor import ShardActor
+from fsserver.shards.merge import merge_hits
+from fsserver.store.backend import Hits, StoreOptions, StoreStats
+from fsserver.store.index import claim_ids
+from fsserver.store.sharding import claim_layout, shard_dir, shard_of
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Threads per shard actor: queries run beside a long add (the store is thread-safe).
+SHARD_THREADS = 8
+# Query batches above this go to the object store once rather than to each shard.
+_PUT_ABOVE_BYTES = 64 * 1024
+
+
+def connect(config: Config) -> bool:
+    """Join the cluster at --ray-address, or start Ray here; True when this process started
+    it (and so shuts it down at close). An already connected process (tests) is reused."""
+    if ray.is_initialized():
+        return False
+    if config.ray_address:
+        ray.init(address=config.ray_address)
+    else:
+        # Ray's default object store takes 30% of RAM; shards pass little through it.
+        ray.init(
+            object_store_memory=config.ray_object_store_mb * 1024 * 1024,
+            include_dashboard=False,
+        )
+    return True
+
+
+class RayShards:
+    """The IndexBackend of Ray shard actors (see backend.py)."""
+
+    def __init__(
+        self,
+        actors: Sequence[Any],
+        contract: EmbeddingContract,
+        threshold: float | None,
+        next_id: int,
+        timeout: float,
+        owns_ray: bool,
+    ) -> None:
+        self._actors = list(actors)
+        self._contract = contract
+        self._threshold = threshold
+        self._next_id = next_id
+        self._timeout = timeout
+        self._owns_ray = owns_ray
+        self._writes = threading.Lock()  # one add or delete at a time, as in the index
+
+    @classmethod
+    def open(
+        cls, data_dir: Path, contract: EmbeddingContract, options: StoreOptions, config: Config
+    ) -> RayShards:
+        """Start (or join) Ray, then one actor per shard; returns once every shard has
+        loaded its snapshot and replayed its WAL."""
+        claim_layout(data_dir, config.shards)
+        owns_ray = connect(config)
+        actors: list[Any] = []
+        try:
+            cpus = ray.cluster_resources().get("CPU", 0.0)
+            wanted = config.shards * config.shard_cpus
+            if owns_ray and wanted > cpus:
+                raise FailedPrecondition(
+                    f"{config.shards} shards of {config.shard_cpus:g} CPUs need {wanted:g} "
+                    f"CPUs; Ray has {cpus:g} here: lower --shard-cpus"
+                )
+            remote = ray.remote(ShardActor).options(
+                num_cpus=config.shard_cpus,
+                max_restarts=-1,
+                max_task_retries=-1,
+                max_concurrency=SHARD_THREADS,
+            )
+            actors = [
+                remote.remote(
+                    shard, str(shard_dir(data_dir, shard).resolve()), contract.to_dict(), options
+                )
+                for shard in range(config.shards)
+            ]
+            started = time.perf_counter()
+            # No timeout: a big shard takes as long as its snapshot and WAL take to load.
+            states = _unwrap(lambda: ray.get([actor.ready.remote() for actor in actors]))
+        except BaseException:
+            _stop(actors)
+            if owns_ray:
+                ray.shutdown()
+            raise
+        log.info(
+            "%d Ray shards ready in %.1fs: %s items",
+            len(actors),
+            time.perf_counter() - started,
+            " + ".join(str(count) for _, count in states),
+        )
+        next_id = max(next_free for next_free, _ in states)
+        return cls(actors, contract, options.threshold, next_id, config.shard_timeout, owns_ray)
+
+    # ---- facts -----------------------------------------------------------------------
+
+    @property
+    def contract(self) -> EmbeddingContract:
+        return self._contract
+
+    @property
+    def threshold(self) -> float | None:
+        return self._threshold
+
+    @property
+    def shards(self) -> int:
+        return len(self._actors)
+
+    @property
+    def count(self) -> int:
+        return self.stats().count
+
+    @property
+    def unsaved_changes(self) -> bool:
+        """Whether a shard has changes since its last snapshot (the server saves them as it
+        stops). A shard that cannot say counts as saved: its WAL holds every acknowledged
+        change, so skipping the snapshot loses nothing, where failing the stop would."""
+        try:
+            return any(self._gather([a.unsaved_changes.remote() for a in self._actors], "Save"))
+        except Unavailable as error:
+            log.warning("no final snapshot (the WALs hold every change): %s", error)
+            return False
+
+    def shard_pids(self) -> list[int]:
+        """The process id of each shard actor (tests kill them)."""
+        return list(self._gather([a.pid.remote() for a in self._actors], "pid"))
+
+    # ---- writes ----------------------------------------------------------------------
+
+    def add_rows(
+        self,
+        vectors: FloatArray,
+        *,
+        ids: Sequence[int | None],
+        labels: Sequence[str],
+        metadata: Sequence[str],
+        thumbnails: Sequence[bytes],
+    ) -> list[int | FaceSearchError]:
+        """Store each row in its id's shard. A shard that does not confirm in time fails
+        only its own rows (UNAVAILABLE): they are not acknowledged, though the shard may
+        still store them, as a crash mid-add may."""
+        with self._writes:
+            outcomes, self._next_id = claim_ids(ids, self._next_id)
+            by_shard: dict[int, list[int]] = {}
+            for row, outcome in enumerate(outcomes):
+                if isinstance(outcome, int):
+                    by_shard.setdefault(shard_of(outcome, self.shards), []).append(row)
+            calls = {
+                shard: self._actors[shard].add_rows.remote(
+                    vectors[rows],
+                    [outcomes[row] for row in rows],
+                    [labels[row] for row in rows],
+                    [metadata[row] for row in rows],
+                    [thumbnails[row] for row in rows],
+                )
+                for shard, rows in by_shard.items()
+            }
+            # Every shard's answer is collected, so rows in shards that did store are
+            # reported stored even when another shard failed.
+            if calls:
+                ray.wait(list(calls.values()), num_returns=len(calls), timeout=self._timeout)
+            for shard, call in calls.items():
+                rows = by_shard[shard]
+                try:
+                    stored = self._gather([call], f"Add to shard {shard}", timeout=0)[0]
+                except Unavailable as error:
+                    stored = [error] * len(rows)
+                for row, result in zip(rows, stored, strict=True):
+                    outcomes[row] = result
+        return outcomes
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """All of ids or none: every id is checked in its shard before any is deleted."""
+        with self._writes:
+            unique = list(dict.fromkeys(ids))
+            by_shard: dict[int, list[int]] = {}
+            for id in unique:
+                by_shard.setdefault(shard_of(id, self.shards), []).append(id)
+            shards = list(by_shard)
+            missing_parts = self._gather(
+                [self._actors[s].missing.remote(by_shard[s]) for s in shards], "Delete"
+            )
+            missing = sorted(id for part in missing_parts for id in part)
+            if missing:
+                shown = ", ".join(str(i) for i in missing[:10])
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                raise NotFound(f"no item with id {shown}{more}; nothing was deleted")
+            self._gather(
+                [self._actors[s].delete_present.remote(by_shard[s]) for s in shards],
+                "Delete (if it failed part way, deleting the same ids again is safe)",
+            )
+        return len(unique)
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def search(
+        self,
+        vectors: FloatArray,
+        k: int,
+        ef: int | None = None,
+        exact: bool = False,
+        with_metadata: bool = False,
+    ) -> Hits:
+        shared: Any = ray.put(vectors) if vectors.nbytes > _PUT_ABOVE_BYTES else vectors
+        parts = self._gather(
+            [a.search.remote(shared, k, ef, exact, with_metadata) for a in self._actors],
+            "Query",
+        )
+        return merge_hits(parts, k)
+
+    def get(self, id: int) -> Item:
+        actor = self._actors[shard_of(id, self.shards)]
+        item: Item = self._gather([actor.get.remote(id)], "Get")[0]
+        return item
+
+    # ---- the rest --------------------------------------------------------------------
+
+    def save(self) -> SaveResult:
+        started = time.perf_counter()
+        saved: list[SaveResult] = self._gather([a.save.remote() for a in self._actors], "Save")
+        return SaveResult(
+            snapshot=", ".join(
+                f"shards/{shard}/{result.snapshot}" for shard, result in enumerate(saved)
+            ),
+            count=sum(result.count for result in saved),
+            bytes=sum(result.bytes for result in saved),
+            seconds=time.perf_counter() - started,
+        )
+
+    def compact(self) -> CompactResult:
+        started = time.perf_counter()
+        done: list[CompactResult] = self._gather(
+            [a.compact.remote() for a in self._actors], "Compact"
+        )
+        return CompactResult(
+            removed=sum(result.removed for result in done),
+            count=sum(result.count for result in done),
+            seconds=time.perf_counter() - started,
+        )
+
+    def stats(self) -> StoreStats:
+        parts: list[StoreStats] = self._gather([a.stats.remote() for a in self._actors], "Stats")
+        measured = [p for p in parts if p.recall_measured_at]
+        return StoreStats(
+            count=sum(p.count for p in parts),
+            deleted=sum(p.deleted for p in parts),
+            # Each shard searches with its own calibrated ef; the largest is the one felt.
+            ef=max(p.ef for p in parts),
+            target_recall=parts[0].target_recall,
+            # Merged recall is about each shard's; the weakest shard bounds it.
+            estimated_recall=min(p.estimated_recall for p in measured) if measured else 0.0,
+            recall_measured_at=sum(p.recall_measured_at for p in measured),
+            snapshot=", ".join(
+                f"shards/{shard}/{p.snapshot}" for shard, p in enumerate(parts) if p.snapshot
+            ),
+            wal_replayed=sum(p.wal_replayed for p in parts),
+            wal_dropped=sum(p.wal_dropped for p in parts),
+            wal_bytes=sum(p.wal_bytes for p in parts),
+        )
+
+    def close(self) -> None:
+        """Close every shard's store (WAL, directory lock), stop the actors, and Ray if it
+        was started here."""
+        try:
+            self._gather([a.close.remote() for a in self._actors], "close")
+        except FaceSearchError as error:
+            log.warning("closing the shards: %s", error)
+        finally:
+            _stop(self._actors)
+            if self._owns_ray:
+                ray.shutdown()
+
+    # ---- calls -----------------------------------------------------------------------
+
+    def _gather(self, calls: list[Any], what: str, timeout: float | None = None) -> list[Any]:
+        """Every call's result, or UNAVAILABLE if any shard is down past the timeout."""
+        limit = self._timeout if timeout is None else timeout
+        try:
+            return _unwrap(lambda: ray.get(calls, timeout=limit))
+        except GetTimeoutError:
+            raise Unavailable(
+                f"{what}: a shard did not answer within {self._timeout:g}s (--shard-timeout); "
+                "it may be restarting after a failure (reloading its snapshot and replaying "
+                "its WAL); nothing partial was returned: retry"
+            ) from None
+        except RayActorError as error:
+            raise Unavailable(f"{what}: a shard is unavailable ({error}); retry") from None
+
+
+def _unwrap(call: Callable[[], T]) -> T:
+    """call(), with a shard's own error (NotFound, a refused snapshot…) raised as itself
+    rather than wrapped in Ray's RayTaskError."""
+    try:
+        return call()
+    except RayTaskError as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, FaceSearchError):
+            raise cause from None
+        raise
+
+
+def _stop(actors: Sequence[Any]) -> None:
+    for actor in actors:
+        ray.kill(actor, no_restart=True)
