@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -21,10 +22,23 @@ from fsclient import AddItem, FaceSearchClient, FaceSearchError
 from fsserver.config import Config
 from fsserver.errors import FailedPrecondition
 from fsserver.server import FaceSearchServer
-from fsserver.shards.router import RayShards
 from support import RunningServer, launch_server
 
+if TYPE_CHECKING:
+    from fsserver.shards.router import RayShards
+
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
+
+
+def _ray_shards(server: RunningServer) -> RayShards:
+    # Imported here, not at the top: the module imports Ray, and `make test` collects this
+    # file (then deselects it) in an environment without Ray.
+    from fsserver.shards.router import RayShards
+
+    store = server.server.engine.store
+    assert isinstance(store, RayShards)
+    return store
+
 
 DIM = 32
 N_ITEMS = 6_000
@@ -207,8 +221,7 @@ def test_a_shard_killed_during_a_streamed_enrollment_loses_no_acknowledged_item(
 ) -> None:
     data = tmp_path / "sharded"
     server = _sharded(start_server, 2, data_dir=data)
-    store = server.server.engine.store
-    assert isinstance(store, RayShards)
+    store = _ray_shards(server)
     vectors = _clustered(3_000, seed=2)
     acked: dict[int, np.ndarray] = {}
     pids_before = store.shard_pids()
@@ -256,8 +269,7 @@ def test_a_query_while_a_shard_restarts_waits_or_is_unavailable_never_partial(
     first.stop()
     # Reopened with a timeout shorter than any restart: a query cannot simply wait it out.
     server = _sharded(start_server, 2, data_dir=data, shard_timeout=0.05)
-    store = server.server.engine.store
-    assert isinstance(store, RayShards)
+    store = _ray_shards(server)
     os.kill(store.shard_pids()[0], signal.SIGKILL)
     with server.client() as client:
         try:
