@@ -55,6 +55,7 @@ SECTIONS = [
     Section("5", "image enrollment", "bench.faces", "run_enrollment"),
     Section("7", "memory", "bench.memory", "run_memory"),
     Section("8", "cold start", "bench.memory", "run_cold_start"),
+    Section("11", "operations overhead", "bench.operations", "run", needs_index=False),
 ]
 
 
