@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from fsserver.config import Config
 from fsserver.embedder import DeepFaceEmbedder, Embedder
 from fsserver.server import FaceSearchServer
-from support import Gallery, RunningServer
+from support import Gallery, RunningServer, launch_server
 
 REPO = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("FACESEARCH_FACES") or REPO.parent / "shared" / "faces")
@@ -134,3 +135,24 @@ def gallery(
     assert not failed, f"gallery enrollment failed: {failed}"
     yield Gallery(running, enrolled, probes, strangers)
     running.stop()
+
+
+Launch = Callable[..., tuple[subprocess.Popen[str], str]]
+
+
+@pytest.fixture
+def server_process() -> Iterator[Launch]:
+    """Start the real `python -m fsserver ARGS` on 127.0.0.1:0 (returns the process and its
+    address); whatever is still running at the end of the test is killed."""
+    launched: list[subprocess.Popen[str]] = []
+
+    def launch(*args: str) -> tuple[subprocess.Popen[str], str]:
+        process, address = launch_server(*args)
+        launched.append(process)
+        return process, address
+
+    yield launch
+    for process in launched:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -20,22 +20,6 @@ from fsserver.store.snapshot import snapshot_dirs
 from support import RunningServer, launch_server
 
 DIM = 8
-
-
-@pytest.fixture
-def server_process(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str], str]]]:
-    launched: list[subprocess.Popen[str]] = []
-
-    def launch(*args: str) -> tuple[subprocess.Popen[str], str]:
-        process, address = launch_server(*args)
-        launched.append(process)
-        return process, address
-
-    yield launch
-    for process in launched:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_sigterm_saves_and_exits_zero_then_restart_has_the_data(

@@ -23,27 +23,10 @@ from fsclient import FaceSearchClient
 from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
 from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsserver.store.snapshot import snapshot_dirs
-from support import launch_server
 
 DIM = 8
 BATCH = 4
 Launch = Callable[..., tuple[subprocess.Popen[str], str]]
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launch]:
-    launched: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> tuple[subprocess.Popen[str], str]:
-        process, address = launch_server("--dim", str(DIM), *args)
-        launched.append(process)
-        return process, address
-
-    yield start
-    for process in launched:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def batch(seed: int) -> pb.AddRequest:
@@ -71,7 +54,7 @@ def health_status(channel: grpc.Channel) -> int:
 
 
 def stored_count(data: Path, launch: Launch) -> int:
-    process, address = launch("--data-dir", str(data))
+    process, address = launch("--dim", str(DIM), "--data-dir", str(data))
     try:
         with FaceSearchClient(address) as client:
             return client.stats().count
@@ -81,10 +64,12 @@ def stored_count(data: Path, launch: Launch) -> int:
 
 
 def test_sigterm_lets_the_call_in_flight_finish_then_saves_and_exits_zero(
-    launch: Launch, tmp_path: Path
+    server_process: Launch, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    process, address = launch("--data-dir", str(data), "--shutdown-grace", "60")
+    process, address = server_process(
+        "--dim", str(DIM), "--data-dir", str(data), "--shutdown-grace", "60"
+    )
     release = threading.Event()
     try:
         with grpc.insecure_channel(address) as channel:
@@ -108,14 +93,16 @@ def test_sigterm_lets_the_call_in_flight_finish_then_saves_and_exits_zero(
         release.set()
     assert process.wait(timeout=60) == 0
     assert len(snapshot_dirs(data)) == 1
-    assert stored_count(data, launch) == 2 * BATCH
+    assert stored_count(data, server_process) == 2 * BATCH
 
 
 def test_calls_still_running_after_the_grace_period_are_cancelled(
-    launch: Launch, tmp_path: Path
+    server_process: Launch, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    process, address = launch("--data-dir", str(data), "--shutdown-grace", "0.5")
+    process, address = server_process(
+        "--dim", str(DIM), "--data-dir", str(data), "--shutdown-grace", "0.5"
+    )
     release = threading.Event()
     try:
         with grpc.insecure_channel(address) as channel:
@@ -132,4 +119,4 @@ def test_calls_still_running_after_the_grace_period_are_cancelled(
     assert process.stderr is not None
     assert "cancelling 1 call(s) still running" in process.stderr.read()
     # The batch it acknowledged before the shutdown is kept.
-    assert stored_count(data, launch) == BATCH
+    assert stored_count(data, server_process) == BATCH
