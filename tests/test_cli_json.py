@@ -250,3 +250,53 @@ def test_face_commands_print_their_documented_shapes(
 
     item, _ = run_json("get", "0", server=address)
     assert base64.b64decode(item["thumbnail_base64"]).startswith(b"\xff\xd8")  # a JPEG
+
+
+# ---- the people commands, from a face server ---------------------------------------------
+
+
+def test_people_commands_print_their_documented_shapes(
+    start_server: Callable[..., RunningServer], faces_dir: Path, tmp_path: Path
+) -> None:
+    server = start_server()
+    address = server.address
+    with server.client() as client:
+        added = client.add_images(
+            [faces_dir / "img1.jpg", faces_dir / "img26.jpg"], labels=["p00", "p01"]
+        )
+        assert all(r.ok for r in added)
+        np.save(tmp_path / "v.npy", client.get(0).vector)
+
+    people, seen = run_json("people", server=address)
+    assert people["people"] == [{"label": "p00", "count": 1}, {"label": "p01", "count": 1}]
+    assert seen == {"PeopleList", "Person"}
+    listed, seen = run_json("list", "--label", "p01", server=address)
+    assert [i["id"] for i in listed["items"]] == [1] and seen == {"ItemList", "ItemSummary"}
+
+    who, seen = run_json(
+        "identify", str(faces_dir / "img2.jpg"), "--show", str(tmp_path / "who.png"),
+        server=address,
+    )  # fmt: skip
+    [face] = who["results"]
+    assert face["known"] and face["person"] == "p00" and face["candidates"][0]["id"] == 0
+    assert {"IdentifyResult", "Identification", "Candidate", "DecisionRule", "Face"} <= seen
+    assert (tmp_path / "who.png").stat().st_size > 0
+
+    pair, seen = run_json(
+        "verify", str(faces_dir / "img2.jpg"), str(faces_dir / "img26.jpg"), server=address
+    )
+    assert pair["same"] is False and pair["other_id"] is None and pair["other_face"]
+    assert {"VerifyResult", "Face", "Box"} <= seen
+    person, _ = run_json("verify", str(faces_dir / "img2.jpg"), "--person", "p00", server=address)
+    assert person["same"] is True and person["other_id"] == 0 and person["other_face"] is None
+
+    stats, seen = run_json("stats", server=address)
+    assert stats["people"] == 2 and "DecisionRule" in seen
+
+    renamed, _ = run_json("rename", "p01", "p00", server=address)
+    assert renamed == {"old_label": "p01", "new_label": "p00", "renamed": 1, "merged": True}
+    forgot, _ = run_json("forget", "p00", server=address)
+    assert forgot == {"label": "p00", "deleted": 2}
+    # Nobody left: the distance to the nearest person is infinite, which JSON writes as null.
+    lonely, _ = run_json("identify", "--vector", str(tmp_path / "v.npy"), server=address)
+    assert lonely["results"][0]["distance"] is None and lonely["results"][0]["known"] is False

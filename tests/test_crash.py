@@ -2,18 +2,24 @@
 
 Each trial starts `python -m fsserver` on the same data directory, streams raw vectors with
 labels and metadata from this process, saves now and then from a second thread, deletes a
-few items, and kills the server with SIGKILL: at a random moment, or (every other trial) as
-soon as a snapshot is being written. After the restart every item the client saw
-acknowledged must be there, exactly, and every acknowledged delete must have held. Items
-sent but not acknowledged may be there or not, but whole batches only.
+few items, forgets people and renames them (to a fresh label, or merging into an existing
+person), and kills the server with SIGKILL: at a random moment, as soon as a snapshot is
+being written, or just after a forget or rename was sent. After the restart every item the
+client saw acknowledged must be there, exactly, with the label the acknowledged forgets and
+renames left it, and every acknowledged delete and forget must have held. Items sent but not
+acknowledged may be there or not, but whole batches only; the one delete, forget or rename
+in flight at the kill may have happened or not, but wholly. A last restart after a Save
+must find the same.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,26 +28,109 @@ import numpy as np
 import pytest
 
 from fsclient import AddItem, FaceSearchClient, FaceSearchError
+from fsclient.types import Person
 from support import launch_server
 
 DIM = 16
 BATCH = 20
 TRIALS = 12
 SEED = 20261123
+# Items are labelled by the group of GROUP consecutive ids they fall in: `g7-2`, ten items
+# in two batches. Once every id of a group is acknowledged the stream never sends its
+# labels again, so forgets and renames touch only such settled labels (and renamed ones),
+# never one an unacknowledged add may still carry.
+GROUP, LABELS_PER_GROUP = 40, 4
+GENERATED = re.compile(r"g(\d+)-\d+")
+
+
+def _label(id: int) -> str:
+    return f"g{id // GROUP}-{id % LABELS_PER_GROUP}"
+
+
+@dataclass(frozen=True)
+class PersonOp:
+    """A forget (`new` None) or a rename of `old`, and the live ids it was sent for."""
+
+    old: str
+    new: str | None
+    ids: frozenset[int]
 
 
 @dataclass
 class Ledger:
-    """What the client knows: acknowledged items and deletes, and what is in doubt."""
+    """What the client knows: acknowledged items (with their labels as the acknowledged
+    renames left them), deletes and forgets, and what is in doubt."""
 
     acked: dict[int, tuple[str, str, np.ndarray]] = field(default_factory=dict)
     deleted: set[int] = field(default_factory=set)
     doubtful_batches: list[dict[int, tuple[str, str, np.ndarray]]] = field(default_factory=list)
     doubtful_deletes: set[int] = field(default_factory=set)
+    doubtful_op: PersonOp | None = None
     next_id: int = 0
+    fresh_names: int = 0
+    done: Counter[str] = field(default_factory=Counter)  # acknowledged person calls, by kind
+
+    def live(self) -> dict[int, tuple[str, str, np.ndarray]]:
+        return {id: item for id, item in self.acked.items() if id not in self.deleted}
+
+    def apply(self, op: PersonOp) -> None:
+        if op.new is None:
+            self.deleted.update(op.ids)
+        else:
+            for id in op.ids:
+                _, metadata, vector = self.acked[id]
+                self.acked[id] = (op.new, metadata, vector)
 
 
-def _stream(address: str, ledger: Ledger, rng: random.Random, stop: threading.Event) -> None:
+def _person_op(
+    client: FaceSearchClient,
+    ledger: Ledger,
+    rng: random.Random,
+    frontier: int,
+    calling: threading.Event,
+) -> None:
+    """Forget or rename one settled person (every id below `frontier` is acknowledged)."""
+    by_label: dict[str, set[int]] = {}
+    for id, (label, _, _) in ledger.live().items():
+        by_label.setdefault(label, set()).add(id)
+
+    def settled(label: str) -> bool:
+        match = GENERATED.fullmatch(label)
+        return match is None or (int(match[1]) + 1) * GROUP <= frontier
+
+    candidates = sorted(label for label in by_label if settled(label))
+    if not candidates:
+        return
+    old = rng.choice(candidates)
+    kind = rng.choice(["forget", "rename", "merge"])
+    if kind == "merge" and len(by_label) < 2:
+        kind = "rename"
+    if kind == "forget":
+        new = None
+    elif kind == "rename":
+        ledger.fresh_names += 1
+        new = f"renamed-{ledger.fresh_names}-ünï"
+    else:  # into a person with live items, maybe one whose adds are still streaming in
+        new = rng.choice(sorted(set(by_label) - {old}))
+    op = PersonOp(old, new, frozenset(by_label[old]))
+    ledger.doubtful_op = op
+    calling.set()
+    if new is None:
+        assert client.forget(old) == len(op.ids)
+    else:
+        assert client.rename(old, new) == (len(op.ids), kind == "merge")
+    ledger.apply(op)
+    ledger.doubtful_op = None
+    ledger.done[kind] += 1
+
+
+def _stream(
+    address: str,
+    ledger: Ledger,
+    rng: random.Random,
+    stop: threading.Event,
+    calling: threading.Event,
+) -> None:
     """Add batches until the server dies; record each batch as acked or doubtful."""
     handed_out: list[tuple[int, str, str, np.ndarray]] = []
     numbers = np.random.default_rng(rng.randrange(2**32))
@@ -56,7 +145,7 @@ def _stream(address: str, ledger: Ledger, rng: random.Random, stop: threading.Ev
             id = ledger.next_id
             ledger.next_id += 1
             vector = numbers.normal(size=DIM).astype(np.float32)
-            label, metadata = f"item-{id}", f'{{"n": {id}, "text": "ünïcode {id}"}}'
+            label, metadata = _label(id), f'{{"n": {id}, "text": "ünïcode {id}"}}'
             handed_out.append((id, label, metadata, vector))
             yield AddItem(vector=vector, label=label, id=id, metadata=metadata)
 
@@ -74,6 +163,8 @@ def _stream(address: str, ledger: Ledger, rng: random.Random, stop: threading.Ev
                     client.delete(victims)
                     ledger.deleted.update(victims)
                     ledger.doubtful_deletes.difference_update(victims)
+                if rng.random() < 0.25:  # forget or rename a person
+                    _person_op(client, ledger, rng, batch[-1][0] + 1, calling)
     except FaceSearchError:
         pass  # the server was killed
     unacked = handed_out[acked_count:]
@@ -103,9 +194,25 @@ def _kill_mid_save(process: subprocess.Popen[str], data: Path, deadline: float) 
     return False
 
 
+def _resolve_doubtful_op(ledger: Ledger, labels: dict[int, str]) -> None:
+    """The forget or rename cut off by the kill: wholly done, or not at all."""
+    op, ledger.doubtful_op = ledger.doubtful_op, None
+    if op is None:
+        return
+    found = {id: labels.get(id) for id in sorted(op.ids)}
+    before, after = dict.fromkeys(op.ids, op.old), dict.fromkeys(op.ids, op.new)
+    assert found in (before, after), f"{op} was half applied: {found}"
+    if found == after:
+        ledger.apply(op)
+        ledger.done["in flight, applied"] += 1
+    else:
+        ledger.done["in flight, not applied"] += 1
+
+
 def _check(address: str, ledger: Ledger, recent: set[int], full: bool) -> int:
-    """Acknowledged items exact (the recent ones and a sample, or all), deletes held,
-    the count right; returns the live count."""
+    """Acknowledged items exact (every label and metadata; the vectors of the recent ones and
+    a sample, or all), deletes and forgets held, the people and counts right; returns the
+    live count."""
     with FaceSearchClient(address) as client:
         present_doubtful = 0
         for batch in ledger.doubtful_batches:
@@ -129,8 +236,18 @@ def _check(address: str, ledger: Ledger, recent: set[int], full: bool) -> int:
             except FaceSearchError:
                 ledger.deleted.add(id)
         ledger.doubtful_deletes.clear()
-        live = {id: item for id, item in ledger.acked.items() if id not in ledger.deleted}
-        assert client.stats().count == len(live)
+        listed = client.all_items()
+        assert len(listed) == len({s.id for s in listed})
+        _resolve_doubtful_op(ledger, {s.id: s.label for s in listed})
+        live = ledger.live()
+        # Exactly the acknowledged state, label by label and id by id.
+        assert {s.id: (s.label, s.metadata) for s in listed} == {
+            id: (label, metadata) for id, (label, metadata, _) in live.items()
+        }
+        people = Counter(label for label, _, _ in live.values())
+        assert client.all_people() == [Person(label, n) for label, n in sorted(people.items())]
+        stats = client.stats()
+        assert (stats.count, stats.people) == (len(live), len(people))
         sample = random.Random(len(live)).sample(sorted(live), min(300, len(live)))
         checked = live if full else {id: live[id] for id in (recent & set(live)) | set(sample)}
         for id, (label, metadata, vector) in checked.items():
@@ -138,12 +255,13 @@ def _check(address: str, ledger: Ledger, recent: set[int], full: bool) -> int:
             assert (got.label, got.metadata) == (label, metadata)
             np.testing.assert_array_equal(got.vector, vector)
         for id in ledger.deleted:
-            with pytest.raises(FaceSearchError) as error:
+            with pytest.raises(FaceSearchError) as gone:
                 client.get(id)
-            assert error.value.code.name == "NOT_FOUND"
+            assert gone.value.code.name == "NOT_FOUND"
         for id in sample[:50]:
             nearest = client.query(vector=live[id][2], k=1, ef=500).results[0].neighbors[0]
             assert nearest.id == id and nearest.distance == pytest.approx(0.0, abs=1e-5)
+            assert nearest.label == live[id][0]
     return len(live)
 
 
@@ -154,23 +272,30 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
     args = ("--dim", str(DIM), "--model", "", "--data-dir", str(data), "--log-level", "WARNING")
     ledger = Ledger()
     recent: set[int] = set()
-    mid_save_kills = 0
+    mid_save_kills = mid_op_kills = 0
     for trial in range(TRIALS):
         process, address = launch_server(*args)
         try:
             _check(address, ledger, recent, full=False)
             before = set(ledger.acked)
-            stop, saving = threading.Event(), threading.Event()
+            stop, saving, calling = threading.Event(), threading.Event(), threading.Event()
             threads = [
-                threading.Thread(target=_stream, args=(address, ledger, rng, stop)),
+                threading.Thread(target=_stream, args=(address, ledger, rng, stop, calling)),
                 threading.Thread(target=_save_now_and_then, args=(address, saving, stop)),
             ]
+            # Kills aimed at a forget or rename: at once (it is surely in flight), or a few
+            # ms on (it may be in the server's hands, or already answered).
+            run_for, lag = rng.uniform(0.2, 1.0), rng.uniform(0.0, 0.01) * (trial % 8 == 6)
             for thread in threads:
                 thread.start()
-            run_for = rng.uniform(0.2, 1.0)
             if trial % 2:
                 time.sleep(run_for / 2)
                 mid_save_kills += _kill_mid_save(process, data, time.monotonic() + 5)
+            elif trial % 4 == 2:  # just after a forget or rename was sent
+                time.sleep(run_for / 2)
+                calling.clear()
+                if calling.wait(timeout=5):
+                    time.sleep(lag)
             else:
                 time.sleep(run_for)
             process.kill()
@@ -179,6 +304,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
             for thread in threads:
                 thread.join(timeout=30)
             assert not any(t.is_alive() for t in threads)
+            mid_op_kills += ledger.doubtful_op is not None
         finally:
             if process.poll() is None:
                 process.kill()
@@ -187,8 +313,22 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
     process, address = launch_server(*args)
     try:
         final = _check(address, ledger, recent, full=True)
+        with FaceSearchClient(address) as client:
+            client.save()
+    finally:
+        process.kill()
+        process.communicate(timeout=30)
+    # After a Save the snapshot alone holds it all, the forgets and renames included.
+    process, address = launch_server(*args)
+    try:
+        with FaceSearchClient(address) as client:
+            assert client.stats().wal_replayed == 0
+        assert _check(address, ledger, recent, full=False) == final
     finally:
         process.kill()
         process.communicate(timeout=30)
     assert final > TRIALS * BATCH  # the trials did add data
     assert mid_save_kills >= TRIALS // 4, f"only {mid_save_kills} kills landed mid-save"
+    # The workload did forget, rename and merge, and a kill did cut one off.
+    assert min(ledger.done[k] for k in ("forget", "rename", "merge")) >= 3, ledger.done
+    assert mid_op_kills >= 1, f"no kill landed mid forget or rename ({ledger.done})"

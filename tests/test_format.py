@@ -225,6 +225,9 @@ def test_to_json_of_items_errors_and_add_reports() -> None:
         "target_recall",
         "estimated_recall",
         "recall_measured_at",
+        "decision",
+        "people",
+        "alignment",
     ]
 
 

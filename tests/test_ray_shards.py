@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from fsclient import AddItem, FaceSearchClient, FaceSearchError
+from fsclient.types import Person
 from fsserver.config import Config
-from fsserver.errors import FailedPrecondition
+from fsserver.errors import FailedPrecondition, NotFound
 from fsserver.server import FaceSearchServer
 from support import RunningServer, launch_server
 
@@ -190,6 +191,50 @@ def test_reopening_keeps_ids_global_and_refuses_another_shard_count(
         start_server(data_dir=data, dim=2 * DIM, model="", backend="ray", shards=3, shard_cpus=0.25)
     with pytest.raises(FailedPrecondition, match="--backend ray --shards 3"):
         start_server(data_dir=data, dim=DIM, model="")
+
+
+def test_people_forget_and_rename_span_every_shard_and_survive_a_crash(
+    start_server: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    from fsserver.store.records import choose_labels
+
+    data = tmp_path / "sharded"
+    server = _sharded(start_server, 3, data_dir=data)
+    stored = _clustered(60, seed=5)
+    with server.client() as client:
+        client.add_vectors(stored, labels=[f"p{i % 4}" for i in range(60)])  # ids 0..59
+    store = _ray_shards(server)
+    assert store.people() == [Person(f"p{i}", 15) for i in range(4)]
+    p1 = [i for i in range(60) if i % 4 == 1]
+    page = store.items("p1", 5, 4)  # merged over the shards, in id order
+    assert page.total == 15 and [e.id for e in page.entries] == p1[5:9]
+    every = store.items(None, 10, 20)
+    assert every.total == 60 and [e.id for e in every.entries] == list(range(10, 30))
+    assert [e.label for e in every.entries] == [f"p{i % 4}" for i in range(10, 30)]
+
+    assert store.forget("p0") == 15
+    with pytest.raises(NotFound, match="'p0'"):
+        store.forget("p0")
+    assert store.rename("p1", "p2") == 15  # merged into an existing person
+    assert store.rename("p3", "zed") == 15  # a new one
+    with pytest.raises(NotFound, match="'p1'"):
+        store.rename("p1", "x")
+    expected = {i: {1: "p2", 2: "p2", 3: "zed"}[i % 4] for i in range(60) if i % 4}
+    assert store.people() == [Person("p2", 30), Person("zed", 15)]
+
+    names, vectors = store.gallery(1, seed=3)
+    [chosen] = choose_labels(["p2", "zed"], 1, 3)
+    rows = [i for i in sorted(expected) if expected[i] == chosen]
+    assert names == [chosen] * len(rows)
+    np.testing.assert_array_equal(vectors, stored[rows])
+    names, vectors = store.gallery(10)
+    assert names == [expected[i] for i in sorted(expected)] and len(vectors) == 45
+
+    server.server.stop(grace=None, save=False)  # a crash: every shard replays its WAL
+    again = _ray_shards(_sharded(start_server, 3, data_dir=data))
+    assert again.people() == [Person("p2", 30), Person("zed", 15)]
+    listed = again.items(None, 0, 100)
+    assert {e.id: e.label for e in listed.entries} == expected and listed.total == 45
 
 
 def _stream(

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from fsclient.cli_people import register as register_people_commands
 from fsclient.client import DEFAULT_SERVER, FaceSearchClient, FaceSearchError
 from fsclient.enroll import DEFAULT_IMAGE_BATCH, DEFAULT_VECTOR_BATCH, Enrollment, EnrollOptions
 from fsclient.format import (
@@ -32,6 +33,7 @@ from fsclient.format import (
     format_save,
     format_stats,
 )
+from fsclient.labels import read_labels_csv
 from fsclient.picture import MissingPillowError, draw_matches, require_pillow
 from fsclient.progress import ProgressBar, Spinner
 from fsclient.sources import LocalFileError, collect_sources, load_vectors, read_file, write_file
@@ -94,7 +96,14 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 
 def run_add(args: argparse.Namespace, client: FaceSearchClient) -> int:
-    sources = collect_sources(args.paths)
+    if args.paths and args.labels_csv is not None:
+        raise UsageError("add takes PATHs or --labels-csv FILE, not both")
+    if not args.paths and args.labels_csv is None:
+        raise UsageError("add needs a PATH (or --labels-csv FILE)")
+    if args.labels_csv is not None:
+        sources = read_labels_csv(args.labels_csv)
+    else:
+        sources = collect_sources(args.paths)
     total = sum(source.rows for source in sources)
     if args.id is not None and total != 1:
         raise UsageError(f"--id needs exactly one item to add, got {total}")
@@ -313,14 +322,21 @@ def build_parser() -> argparse.ArgumentParser:
         "enroll images and .npy vectors",
         "Enroll the largest face of each image, and each vector of each .npy file (1-D: one "
         "vector; 2-D: one per row).\nFolders are walked recursively in sorted order. The label "
-        "is the file's path as given (plus #ROW for 2-D .npy rows).\nExits 1 if any item "
-        "failed; each failure is listed with its reason.",
+        "is the file's path as given (plus #ROW for 2-D .npy rows).\n--labels-csv: the files a "
+        "CSV lists instead, columns file|path, person|label|identity, [metadata].\nExits 1 "
+        "if any item failed; each failure is listed with its reason.",
     )
-    add.add_argument("paths", nargs="+", metavar="PATH", help="image, .npy file or folder")
+    add.add_argument("paths", nargs="*", metavar="PATH", help="image, .npy file or folder")
     labels = add.add_mutually_exclusive_group()
     labels.add_argument("--label", metavar="TEXT", help="one label for every item")
     labels.add_argument(
         "--label-from-dir", action="store_true", help="label each item by its folder's name"
+    )
+    labels.add_argument(
+        "--labels-csv",
+        metavar="FILE",
+        help="add the files FILE lists (no PATH), each labelled by its row (paths relative to "
+        "FILE's folder)",
     )
     add.add_argument("--metadata", metavar="TEXT", default="", help="free-form data, e.g. JSON")
     add.add_argument(
@@ -377,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "compact", "rebuild the index without deleted items (memory back; ids unchanged)"
     ).set_defaults(run=run_compact)
+    register_people_commands(command)  # people, list, forget, rename, identify, verify
     return parser
 
 

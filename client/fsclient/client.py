@@ -27,11 +27,16 @@ from fsclient.types import (
     BatchResult,
     CompactResult,
     Embedding,
+    IdentifyResult,
     Item,
+    ItemSummary,
+    Page,
+    Person,
     QueryResult,
     SaveResult,
     Stats,
     VectorRows,
+    VerifyResult,
 )
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -290,11 +295,13 @@ class FaceSearchClient:
         ef: int | None = None,
         exact: bool = False,
         vector_model: str = "",
+        threshold: float | None = None,
     ) -> QueryResult:
         """The k nearest neighbours of each face in `image`, of `vector`, or of item `id`.
 
         `ef` widens (or narrows) the HNSW search for this call; `exact` searches by brute
-        force instead, for exact neighbours at a cost linear in the index size.
+        force instead, for exact neighbours at a cost linear in the index size. `threshold`
+        overrides the server's for each neighbour's `match`.
         """
         if sum(x is not None for x in (image, vector, id)) != 1:
             raise ValueError("query takes exactly one of image=, vector= or id=")
@@ -307,6 +314,8 @@ class FaceSearchClient:
             request.id = int(id)  # type: ignore[arg-type]
         if ef is not None:
             request.ef = ef
+        if threshold is not None:
+            request.threshold = threshold
         return convert.query_result_from_pb(self._call(self._stub.Query, request))
 
     def query_batch(
@@ -349,3 +358,91 @@ class FaceSearchClient:
 
     def stats(self) -> Stats:
         return convert.stats_from_pb(self._call(self._stub.Stats, pb.StatsRequest()))
+
+    # ---- people --------------------------------------------------------------------------
+
+    def people(self, page_size: int = 0, page_token: str = "") -> tuple[Page[Person], str]:
+        """One page of people (label and item count) by label, and the next page's token
+        ("" on the last page)."""
+        request = pb.ListPeopleRequest(page_size=page_size, page_token=page_token)
+        return convert.people_page_from_pb(self._call(self._stub.ListPeople, request))
+
+    def all_people(self) -> list[Person]:
+        """Every person, following the pages."""
+        return _every_page(self.people)
+
+    def items(
+        self, label: str | None = None, page_size: int = 0, page_token: str = ""
+    ) -> tuple[Page[ItemSummary], str]:
+        """One page of items (id, label, metadata) by id, only `label`'s when given."""
+        request = pb.ListItemsRequest(page_size=page_size, page_token=page_token)
+        if label is not None:
+            request.label = label
+        return convert.items_page_from_pb(self._call(self._stub.ListItems, request))
+
+    def all_items(self, label: str | None = None) -> list[ItemSummary]:
+        return _every_page(lambda size, token: self.items(label, size, token))
+
+    def forget(self, label: str) -> int:
+        """Delete every item of one person; durable on return. How many were deleted."""
+        response = self._call(self._stub.ForgetPerson, pb.ForgetPersonRequest(label=label))
+        return int(response.deleted)
+
+    def rename(self, old: str, new: str) -> tuple[int, bool]:
+        """Relabel a person's items (merging into `new` if it exists): (renamed, merged)."""
+        request = pb.RenamePersonRequest(old_label=old, new_label=new)
+        response = self._call(self._stub.RenamePerson, request)
+        return int(response.renamed), bool(response.merged)
+
+    # ---- decisions -----------------------------------------------------------------------
+
+    def identify(
+        self,
+        *,
+        image: ImageSource | None = None,
+        vector: npt.ArrayLike | None = None,
+        candidates: int = 3,
+        threshold: float | None = None,
+        vector_model: str = "",
+    ) -> IdentifyResult:
+        """Who each face in `image` (or `vector`) is: an enrolled person, or unknown."""
+        if (image is None) == (vector is None):
+            raise ValueError("identify takes exactly one of image= or vector=")
+        request = pb.IdentifyRequest(candidates=candidates, vector_model=vector_model)
+        if image is not None:
+            request.image = read_image(image)
+        else:
+            request.vector.CopyFrom(convert.vector_to_pb(np.asarray(vector, dtype=np.float32)))
+        if threshold is not None:
+            request.threshold = threshold
+        return convert.identify_result_from_pb(self._call(self._stub.Identify, request))
+
+    def verify(
+        self,
+        image: ImageSource,
+        other: ImageSource | None = None,
+        *,
+        person: str | None = None,
+        threshold: float | None = None,
+    ) -> VerifyResult:
+        """Whether the largest face of `image` is the person in `other`, or `person`."""
+        if (other is None) == (person is None):
+            raise ValueError("verify takes exactly one of other (an image) or person=")
+        request = pb.VerifyRequest(image=read_image(image))
+        if other is not None:
+            request.other_image = read_image(other)
+        else:
+            request.person = str(person)
+        if threshold is not None:
+            request.threshold = threshold
+        return convert.verify_result_from_pb(self._call(self._stub.Verify, request))
+
+
+def _every_page(fetch: Callable[[int, str], tuple[Page[T], str]]) -> list[T]:
+    entries: list[T] = []
+    token = ""
+    while True:
+        page, token = fetch(0, token)
+        entries += page.entries
+        if not token:
+            return entries

@@ -7,6 +7,7 @@ mapped once. Vectors cross as packed `repeated float`; decoding goes through
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 import numpy as np
@@ -17,18 +18,26 @@ from fsclient.types import (
     AddResult,
     BatchResult,
     Box,
+    Candidate,
     CompactResult,
+    DecisionRule,
     Embedding,
     Face,
     FaceMatches,
     FloatArray,
+    Identification,
+    IdentifyResult,
     Item,
     ItemError,
+    ItemSummary,
     Neighbor,
+    Page,
+    Person,
     QueryResult,
     SaveResult,
     Stats,
     VectorRows,
+    VerifyResult,
 )
 
 
@@ -282,15 +291,23 @@ _STATS_FIELDS = [
     "target_recall",
     "estimated_recall",
     "recall_measured_at",
+    "people",
+    "alignment",
 ]
 
 
 def stats_to_pb(stats: Stats) -> pb.StatsResponse:
-    return pb.StatsResponse(**{name: getattr(stats, name) for name in _STATS_FIELDS})
+    message = pb.StatsResponse(**{name: getattr(stats, name) for name in _STATS_FIELDS})
+    if stats.decision is not None:
+        message.decision.CopyFrom(decision_to_pb(stats.decision))
+    return message
 
 
 def stats_from_pb(message: pb.StatsResponse) -> Stats:
-    return Stats(**{name: getattr(message, name) for name in _STATS_FIELDS})
+    return Stats(
+        **{name: getattr(message, name) for name in _STATS_FIELDS},
+        decision=decision_from_pb(message.decision) if message.HasField("decision") else None,
+    )
 
 
 def compact_result_to_pb(result: CompactResult) -> pb.CompactResponse:
@@ -299,3 +316,119 @@ def compact_result_to_pb(result: CompactResult) -> pb.CompactResponse:
 
 def compact_result_from_pb(message: pb.CompactResponse) -> CompactResult:
     return CompactResult(removed=message.removed, count=message.count, seconds=message.seconds)
+
+
+# ---- people ------------------------------------------------------------------------------
+
+
+def people_page_to_pb(page: Page[Person], next_token: str) -> pb.ListPeopleResponse:
+    return pb.ListPeopleResponse(
+        people=[pb.Person(label=p.label, count=p.count) for p in page.entries],
+        next_page_token=next_token,
+        total=page.total,
+    )
+
+
+def people_page_from_pb(message: pb.ListPeopleResponse) -> tuple[Page[Person], str]:
+    people = [Person(p.label, p.count) for p in message.people]
+    return Page(people, message.total), message.next_page_token
+
+
+def items_page_to_pb(page: Page[ItemSummary], next_token: str) -> pb.ListItemsResponse:
+    return pb.ListItemsResponse(
+        items=[pb.ItemSummary(id=i.id, label=i.label, metadata=i.metadata) for i in page.entries],
+        next_page_token=next_token,
+        total=page.total,
+    )
+
+
+def items_page_from_pb(message: pb.ListItemsResponse) -> tuple[Page[ItemSummary], str]:
+    items = [ItemSummary(i.id, i.label, i.metadata) for i in message.items]
+    return Page(items, message.total), message.next_page_token
+
+
+# ---- decisions ---------------------------------------------------------------------------
+
+_RULE_FIELDS = [f.name for f in dataclasses.fields(DecisionRule)]
+
+
+def decision_to_pb(rule: DecisionRule) -> pb.DecisionRule:
+    return pb.DecisionRule(**{name: getattr(rule, name) for name in _RULE_FIELDS})
+
+
+def decision_from_pb(message: pb.DecisionRule) -> DecisionRule:
+    return DecisionRule(**{name: getattr(message, name) for name in _RULE_FIELDS})
+
+
+def candidate_to_pb(c: Candidate) -> pb.Candidate:
+    return pb.Candidate(
+        person=c.person, distance=c.distance, similarity=c.similarity, near=c.near, id=c.id
+    )
+
+
+def candidate_from_pb(m: pb.Candidate) -> Candidate:
+    return Candidate(m.person, m.distance, m.similarity, m.near, m.id)
+
+
+def identify_result_to_pb(result: IdentifyResult) -> pb.IdentifyResponse:
+    return pb.IdentifyResponse(
+        results=[
+            pb.Identification(
+                face=face_to_pb(r.face) if r.face is not None else None,
+                known=r.known,
+                person=r.person,
+                distance=r.distance,
+                similarity=r.similarity,
+                margin=r.margin,
+                candidates=[candidate_to_pb(c) for c in r.candidates],
+            )
+            for r in result.results
+        ],
+        search_seconds=result.search_seconds,
+        embed_seconds=result.embed_seconds,
+        decision=decision_to_pb(result.decision),
+    )
+
+
+def identify_result_from_pb(message: pb.IdentifyResponse) -> IdentifyResult:
+    return IdentifyResult(
+        results=[
+            Identification(
+                face=face_from_pb(r.face) if r.HasField("face") else None,
+                known=r.known,
+                person=r.person,
+                distance=r.distance,
+                similarity=r.similarity,
+                margin=r.margin,
+                candidates=[candidate_from_pb(c) for c in r.candidates],
+            )
+            for r in message.results
+        ],
+        decision=decision_from_pb(message.decision),
+        search_seconds=message.search_seconds,
+        embed_seconds=message.embed_seconds,
+    )
+
+
+def verify_result_to_pb(result: VerifyResult) -> pb.VerifyResponse:
+    return pb.VerifyResponse(
+        same=result.same,
+        distance=result.distance,
+        similarity=result.similarity,
+        threshold=result.threshold,
+        face=face_to_pb(result.face) if result.face is not None else None,
+        other_face=face_to_pb(result.other_face) if result.other_face is not None else None,
+        other_id=result.other_id,
+    )
+
+
+def verify_result_from_pb(message: pb.VerifyResponse) -> VerifyResult:
+    return VerifyResult(
+        same=message.same,
+        distance=message.distance,
+        similarity=message.similarity,
+        threshold=message.threshold,
+        face=face_from_pb(message.face) if message.HasField("face") else None,
+        other_face=face_from_pb(message.other_face) if message.HasField("other_face") else None,
+        other_id=message.other_id if message.HasField("other_id") else None,
+    )

@@ -50,6 +50,8 @@ class Enrollment:
         self._reported_local = 0
 
     def label(self, source: Source, row: int) -> str:
+        if source.label is not None:
+            return source.label
         if self.options.label is not None:
             return self.options.label
         if self.options.label_from_dir:
@@ -57,8 +59,9 @@ class Enrollment:
         return source.name(row)
 
     def items(self, sources: Sequence[Source]) -> Iterator[AddItem]:
-        metadata, item_id = self.options.metadata, self.options.id
+        item_id = self.options.id
         for source in sources:
+            metadata = self.options.metadata if source.metadata is None else source.metadata
             try:
                 content = read_source(source)
             except (OSError, ValueError) as error:

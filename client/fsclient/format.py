@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from fsclient.people_json import people_converters
 from fsclient.types import (
     AddResult,
     BatchResult,
     Box,
     CompactResult,
+    DecisionRule,
     Embedding,
     Face,
     FaceMatches,
@@ -191,8 +193,11 @@ def format_stats(stats: Stats) -> str:
             ("storage", stats.storage),
             ("model", stats.model or "(none: vector-only)"),
             ("detector", stats.detector or "(none)"),
+            ("alignment", stats.alignment or "(none)"),
             ("normalization", stats.normalization or "(none)"),
             ("threshold", format_distance(stats.threshold) if stats.threshold else "(none)"),
+            ("people", str(stats.people)),
+            *format_decision(stats.decision),
             ("ef", format_ef(stats)),
             ("snapshot", stats.snapshot or "(none)"),
             ("wal", f"{format_bytes(stats.wal_bytes)}"),
@@ -200,6 +205,21 @@ def format_stats(stats: Stats) -> str:
             ("embed queue", str(stats.embed_queue)),
         ]
     )
+
+
+def format_decision(rule: DecisionRule | None) -> list[tuple[str, str]]:
+    """Stats rows of the open-set rule: how it decides, then how well (or why not measured)."""
+    if rule is None:
+        return [("decision", "(not reported by this server)")]
+    head = f"{rule.source}: threshold {format_distance(rule.threshold)}"
+    head += f", margin {format_distance(rule.margin)}"
+    if rule.source != "calibrated":
+        return [("decision", head), ("", f"not calibrated: {rule.reason or 'no reason given'}")]
+    measured = (
+        f"estimated FAR {rule.estimated_far:.2%} (target {rule.target_far:.2%}), "
+        f"TAR {rule.estimated_tar:.1%}, on {rule.people} people, {rule.items} items"
+    )
+    return [("decision", head), ("", measured)]
 
 
 def format_ef(stats: Stats) -> str:
@@ -339,6 +359,9 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
         "target_recall": float(s.target_recall),
         "estimated_recall": float(s.estimated_recall),
         "recall_measured_at": s.recall_measured_at,
+        "decision": _optional(s.decision),
+        "people": s.people,
+        "alignment": s.alignment,
     },
     BatchResult: lambda b: {
         "ids": b.ids.tolist(),
@@ -349,6 +372,7 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
         "search_seconds": b.search_seconds,
     },
     CompactResult: lambda c: {"removed": c.removed, "count": c.count, "seconds": c.seconds},
+    **people_converters(_optional),
 }
 
 

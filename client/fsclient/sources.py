@@ -29,6 +29,8 @@ class Source:
     is_vectors: bool
     rows: int = 1
     one_dimensional: bool = True
+    label: str | None = None  # from a label list (--labels-csv): wins over the options
+    metadata: str | None = None  # likewise, where the list's row has some
 
     def name(self, row: int) -> str:
         """What a report calls one item: the path, plus `#ROW` for rows of a 2-D .npy."""

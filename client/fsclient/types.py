@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,9 @@ class Stats:
     target_recall: float = 0.0  # what the default ef is calibrated for; 0: calibration off
     estimated_recall: float = 0.0  # recall@10 measured at `ef`; 0 until measured
     recall_measured_at: int = 0  # the index's count when recall was last measured
+    decision: DecisionRule | None = None  # the open-set rule in force
+    people: int = 0  # distinct labels among the live items
+    alignment: str = ""  # "dlib" | "deepface" | "" (vector-only)
 
 
 @dataclass(frozen=True)
@@ -198,3 +203,93 @@ class CompactResult:
     removed: int  # deleted items dropped from the graph
     count: int  # live items after
     seconds: float
+
+
+# ---- people ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    """A label (the person) and how many live items carry it."""
+
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class ItemSummary:
+    """One stored item as listed: no vector, no thumbnail."""
+
+    id: int
+    label: str
+    metadata: str
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing and the total it was cut from."""
+
+    entries: list[T]
+    total: int
+
+
+# ---- decisions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """How the server decides who a face is (see the proto's DecisionRule)."""
+
+    source: str  # "calibrated" | "pair-threshold" | "none"
+    reason: str = ""
+    threshold: float = 0.0  # on the distance to the nearest person's nearest item
+    margin: float = 0.0  # the next person must be at least this much farther
+    pair_threshold: float = 0.0  # Verify: photo against photo
+    person_threshold: float = 0.0  # Verify: photo against an enrolled person
+    target_far: float = 0.0
+    estimated_far: float = 0.0
+    estimated_tar: float = 0.0
+    people: int = 0  # the gallery it was measured on
+    items: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    person: str
+    distance: float  # to this person's nearest item
+    similarity: float  # 0.5 at the decision threshold
+    near: int  # this person's items within the threshold
+    id: int  # this person's nearest item
+
+
+@dataclass(frozen=True)
+class Identification:
+    """Who one face (or the query vector) is: a person, or unknown."""
+
+    face: Face | None
+    known: bool
+    person: str  # "" when unknown
+    distance: float  # to the nearest person (known or not); inf with nobody enrolled
+    similarity: float  # > 0.5 exactly when known
+    margin: float  # the next person's distance less the nearest's
+    candidates: list[Candidate]
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    results: list[Identification]
+    decision: DecisionRule
+    search_seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    same: bool
+    distance: float
+    similarity: float
+    threshold: float
+    face: Face | None = None
+    other_face: Face | None = None
+    other_id: int | None = None  # the named person's nearest item

@@ -58,6 +58,9 @@ class AddPath:
     def _faces(self, image: bytes) -> list[DetectedFace]:
         raise NotImplementedError
 
+    def _gallery_changed(self) -> None:
+        raise NotImplementedError
+
     def add(
         self, items: Sequence[AddItem], vector_model: str = "", alive: Alive = always_alive
     ) -> list[AddResult]:
@@ -138,6 +141,7 @@ class AddPath:
                 results[slot] = AddResult(id=stored, face=face, faces_found=faces_found)
         if pending.rows is not None:
             results += self._store_rows(pending.rows)
+        self._gallery_changed()
         return results
 
     def _check_rows(self, rows: VectorRows) -> CheckedRows:

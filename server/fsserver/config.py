@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from fsserver.contract import SPACES, STORAGES
+from fsserver.contract import ALIGN_CHOICES, SPACES, STORAGES, resolve_alignment
 
 DEFAULT_MODEL = "Dlib"
 # Measured on ../shared/faces (61 photos, 13 people, 2 cores; see README "Detector"):
@@ -31,6 +31,10 @@ class Config:
     data_dir: Path = Path("data")
     model: str = DEFAULT_MODEL
     detector: str = DEFAULT_DETECTOR
+    # Face alignment before embedding: "dlib" (dlib's 5-point chip, how the Dlib model was
+    # trained), "deepface" (DeepFace's eye-levelled crop), or "auto": dlib for the Dlib
+    # model, deepface for any other. Read `alignment` for the one in force.
+    align: str = "auto"
     # Set: vector-only mode, no face model is loaded; `model` then only names the vectors.
     dim: int | None = None
     space: str = "euclidean"
@@ -42,7 +46,12 @@ class Config:
     # The default ef is calibrated to reach this recall@10 on the index's own vectors
     # (0: off, and `ef` stays the default); `ef` is used until the first measurement.
     target_recall: float = 0.99
-    # Match threshold on the returned distance; None: DeepFace's for the model, if any.
+    # Identify, Verify and Query's match are decided by a rule calibrated on the labelled
+    # gallery so that at most this share of strangers is accepted as somebody (0: off, and
+    # the pair threshold below decides).
+    target_far: float = 0.01
+    # A fixed distance threshold (turns calibration off); None: calibrated, falling back to
+    # DeepFace's pair threshold for the model, if any.
     threshold: float | None = None
     max_image_side: int = 640
     # Limits on what one request may hold; over one → INVALID_ARGUMENT/RESOURCE_EXHAUSTED.
@@ -97,6 +106,14 @@ class Config:
     @property
     def vector_only(self) -> bool:
         return self.dim is not None
+
+    @property
+    def alignment(self) -> str:
+        """The alignment in force: "dlib" or "deepface" ("auto" resolved); "" when
+        vector-only. ValueError for "dlib" with a model other than Dlib."""
+        if self.vector_only:
+            return ""
+        return resolve_alignment(self.align, self.model)
 
     @property
     def max_message_bytes(self) -> int:
@@ -170,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help=f"DeepFace model name (default {d.model})")
     p.add_argument("--detector", default=d.detector, help="DeepFace detector backend")
     p.add_argument(
+        "--align",
+        choices=ALIGN_CHOICES,
+        default=d.align,
+        help="face alignment before embedding: dlib (5-point landmarks, 150 px chip: how the "
+        "Dlib model was trained), deepface (DeepFace's crop levelled on the eyes); "
+        "auto: dlib for the Dlib model, deepface for others",
+    )
+    p.add_argument(
         "--dim",
         type=_positive_int,
         default=None,
@@ -192,7 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="calibrate the default ef to reach this recall@10, measured on a sample of "
         "the index against brute force as it grows (0: off)",
     )
-    p.add_argument("--threshold", type=float, default=None, help="match threshold override")
+    p.add_argument(
+        "--target-far",
+        type=_recall,
+        default=d.target_far,
+        help="calibrate Identify/Verify/match decisions on the labelled gallery so that at "
+        "most this share of unenrolled people's photos is accepted as somebody (0: off)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="a fixed match/identify distance threshold instead of the calibrated rule",
+    )
     p.add_argument("--max-image-side", type=_positive_int, default=d.max_image_side)
     p.add_argument("--max-image-pixels", type=_positive_int, default=d.max_image_pixels)
     p.add_argument("--max-message-mb", type=_positive_int, default=d.max_message_mb)
@@ -322,4 +359,9 @@ def parse_config(argv: Sequence[str] | None = None) -> Config:
         values["model"] = "" if args.dim is not None else DEFAULT_MODEL
     if args.dim is not None:
         values["detector"] = ""
-    return Config(**values)
+    config = Config(**values)
+    try:
+        config.alignment  # noqa: B018 (checks --align against --model)
+    except ValueError as error:
+        parser.error(str(error))
+    return config

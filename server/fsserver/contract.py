@@ -15,6 +15,27 @@ import numpy.typing as npt
 
 SPACES = ("euclidean", "cosine")
 STORAGES = ("float32", "e4m3")
+# How a face is cropped and aligned before the model sees it (--align): "dlib" is dlib's
+# 5-point landmarks and a 150 px chip with 0.25 padding (dlib.get_face_chip), the way the
+# Dlib model was trained; "deepface" is DeepFace's own crop, rotated level on the eyes.
+ALIGNMENTS = ("dlib", "deepface")
+ALIGN_CHOICES = ("auto", *ALIGNMENTS)
+DLIB_MODEL = "Dlib"  # the only model the "dlib" alignment is made for
+
+
+def resolve_alignment(align: str, model: str) -> str:
+    """--align as given → the alignment used: "auto" is "dlib" for the Dlib model and
+    "deepface" for every other one. ValueError for "dlib" with another model."""
+    if align == "auto":
+        return "dlib" if model == DLIB_MODEL else "deepface"
+    if align not in ALIGNMENTS:
+        raise ValueError(f"align must be one of {ALIGN_CHOICES}, not {align!r}")
+    if align == "dlib" and model != DLIB_MODEL:
+        raise ValueError(
+            f"--align dlib is the {DLIB_MODEL} model's own alignment and does not fit model "
+            f"{model!r}: use --align deepface (or auto)"
+        )
+    return align
 
 
 @dataclass(frozen=True)
@@ -28,6 +49,10 @@ class EmbeddingContract:
     # (Voyager does it on insert); euclidean keeps the model's raw output, which is the
     # scale DeepFace's "euclidean" thresholds are stated in.
     normalization: str
+    # How faces were aligned before embedding: "dlib" | "deepface"; "" for raw vectors
+    # (vector-only servers). Contracts written before this field existed read as
+    # "deepface" (from_dict), the only pipeline there was then.
+    alignment: str = ""
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -36,13 +61,22 @@ class EmbeddingContract:
             raise ValueError(f"storage must be one of {STORAGES}, not {self.storage!r}")
         if self.dim < 1:
             raise ValueError(f"dim must be at least 1, not {self.dim}")
+        if self.alignment not in ("", *ALIGNMENTS):
+            raise ValueError(f"alignment must be one of {ALIGNMENTS} or '', not {self.alignment!r}")
 
     @classmethod
     def build(
-        cls, *, model: str, detector: str, dim: int, space: str, storage: str
+        cls,
+        *,
+        model: str,
+        detector: str,
+        dim: int,
+        space: str,
+        storage: str,
+        alignment: str = "",
     ) -> EmbeddingContract:
         normalization = "l2" if space == "cosine" else "none"
-        return cls(model, detector, dim, space, storage, normalization)
+        return cls(model, detector, dim, space, storage, normalization, alignment)
 
     def differences(self, other: EmbeddingContract) -> list[tuple[str, object, object]]:
         """(field, ours, theirs) for every field that differs."""
@@ -53,11 +87,19 @@ class EmbeddingContract:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.alignment:
+            # Vector-only: no alignment, and the same manifest and WAL header as before it.
+            del data["alignment"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbeddingContract:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        values = {f.name: data[f.name] for f in fields(cls) if f.name != "alignment"}
+        # Snapshots and WAL segments of releases before --align have no alignment: their
+        # face vectors came from DeepFace's pipeline (a vector-only one has no detector).
+        values["alignment"] = data.get("alignment", "deepface" if data["detector"] else "")
+        return cls(**values)
 
     def to_user_distances(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Voyager's distances → the distances users (and DeepFace thresholds) expect.

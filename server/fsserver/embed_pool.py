@@ -54,7 +54,9 @@ def _portable(error: BaseException) -> BaseException:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
-def _serve(conn: Connection, model: str, detector: str, max_side: int, max_pixels: int) -> None:
+def _serve(
+    conn: Connection, model: str, detector: str, alignment: str, max_side: int, max_pixels: int
+) -> None:
     """A worker process's main loop: load once, then image bytes in, faces out."""
     # The server coordinates shutdown; a terminal's Ctrl-C reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -69,11 +71,11 @@ def _serve(conn: Connection, model: str, detector: str, max_side: int, max_pixel
     from fsserver.images import decode_image
 
     try:
-        embedder = DeepFaceEmbedder(model, detector)
+        embedder = DeepFaceEmbedder(model, detector, alignment)
     except BaseException as error:
         conn.send(("failed", _portable(error)))
         return
-    conn.send(("ready", embedder.model, embedder.detector, embedder.dim))
+    conn.send(("ready", embedder.model, embedder.detector, embedder.alignment, embedder.dim))
     while True:
         try:
             image = conn.recv()
@@ -95,7 +97,7 @@ def _serve(conn: Connection, model: str, detector: str, max_side: int, max_pixel
 class _Worker:
     """One worker process and the parent's end of its pipe; used by one thread at a time."""
 
-    def __init__(self, args: tuple[str, str, int, int]) -> None:
+    def __init__(self, args: tuple[str, str, str, int, int]) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child_end = context.Pipe()
         self.process: SpawnProcess = context.Process(
@@ -103,7 +105,7 @@ class _Worker:
         )
         self.process.start()
         child_end.close()  # so the parent sees end-of-file once the child is gone
-        self.info: tuple[str, str, int] | None = None
+        self.info: tuple[str, str, str, int] | None = None
         self.busy = False
 
     @property
@@ -122,13 +124,13 @@ class _Worker:
         except (EOFError, OSError):
             raise WorkerDied from None
 
-    def wait_ready(self) -> tuple[str, str, int]:
-        """(model, detector, dim) once the worker has loaded them."""
+    def wait_ready(self) -> tuple[str, str, str, int]:
+        """(model, detector, alignment, dim) once the worker has loaded them."""
         if self.info is None:
             message = self._recv()
             if message[0] == "failed":
                 raise message[1]
-            self.info = (message[1], message[2], message[3])
+            self.info = (message[1], message[2], message[3], message[4])
         return self.info
 
     def embed(self, image: bytes) -> list[DetectedFace]:
@@ -168,19 +170,26 @@ class _Worker:
 
 
 class EmbedPool:
-    """`workers` processes, each with the DeepFace model and detector loaded once.
+    """`workers` processes, each with the DeepFace model and detector loaded once, embedding
+    with `alignment` ("dlib", "deepface" or "auto": embedder.py).
 
     Construction returns once every worker has loaded; it raises the loading error (an
     unknown model name, missing weights) otherwise.
     """
 
     def __init__(
-        self, workers: int, model: str, detector: str, max_side: int, max_pixels: int
+        self,
+        workers: int,
+        model: str,
+        detector: str,
+        max_side: int,
+        max_pixels: int,
+        alignment: str = "auto",
     ) -> None:
         if workers < 1:
             raise ValueError(f"an embed pool needs at least one worker, not {workers}")
         started = time.perf_counter()
-        self._args = (model, detector, max_side, max_pixels)
+        self._args = (model, detector, alignment, max_side, max_pixels)
         self._lock = threading.Lock()  # guards _workers and _closed
         self._closed = False
         self._workers = [_Worker(self._args) for _ in range(workers)]
@@ -194,17 +203,18 @@ class EmbedPool:
             self.close()
             raise
         assert len(infos) == 1, infos
-        (self.model, self.detector, self.dim) = infos.pop()
+        (self.model, self.detector, self.alignment, self.dim) = infos.pop()
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         for worker in self._workers:
             self._idle.put(worker)
         # One thread per worker: each takes an idle worker and waits on its pipe.
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="embed")
         log.info(
-            "%d face model workers loaded %s / %s in %.1fs (pids %s)",
+            "%d face model workers loaded %s / %s (%s alignment) in %.1fs (pids %s)",
             workers,
             model,
             detector,
+            self.alignment,
             time.perf_counter() - started,
             " ".join(map(str, self.pids)),
         )

@@ -21,6 +21,7 @@ from fsclient.types import (
     BatchResult,
     CompactResult,
     Embedding,
+    Face,
     FaceMatches,
     FloatArray,
     Item,
@@ -33,6 +34,7 @@ from fsserver.adding import AddPath
 from fsserver.admission import Alive, EmbedQueue, always_alive
 from fsserver.config import Config
 from fsserver.contract import EmbeddingContract, deepface_threshold
+from fsserver.decisions import Rule
 from fsserver.embed_pool import EmbedPool
 from fsserver.embedder import DetectedFace, Embedder
 from fsserver.errors import (
@@ -43,6 +45,7 @@ from fsserver.errors import (
     Unavailable,
 )
 from fsserver.images import decode_image
+from fsserver.people import People, check_threshold
 from fsserver.store import validation
 from fsserver.store.backend import Hits, IndexBackend, StoreOptions
 from fsserver.store.index import FaceIndex
@@ -63,6 +66,7 @@ class Engine(AddPath):
         self._store: IndexBackend | None = None
         self.embed_queue = EmbedQueue(config.max_embed_queue)
         self._lock_fd: int | None = None
+        self._people: People | None = None
 
     # ---- start-up --------------------------------------------------------------------
 
@@ -81,11 +85,14 @@ class Engine(AddPath):
                     self.config.detector,
                     self.config.max_image_side,
                     self.config.max_image_pixels,
+                    alignment=self.config.alignment,
                 )
             else:
                 from fsserver.embedder import DeepFaceEmbedder
 
-                self._embedder = DeepFaceEmbedder(self.config.model, self.config.detector)
+                self._embedder = DeepFaceEmbedder(
+                    self.config.model, self.config.detector, self.config.alignment
+                )
         contract = self.contract()
         threshold = self.config.threshold
         if threshold is None:
@@ -107,10 +114,13 @@ class Engine(AddPath):
         else:
             check_not_sharded(data_dir)
             self._store = LocalStore(data_dir, contract, options, lock=False)  # locked above
+        self._people = People(self, threshold)
 
     def close(self) -> None:
         """Stop the face model's workers, close the index backend and release the data
         directory (the server has stopped)."""
+        if self._people is not None:
+            self._people.close()
         if self._pool is not None:
             self._pool.close()
         if self._store is not None:
@@ -123,15 +133,17 @@ class Engine(AddPath):
         face_model = self._face_model
         if face_model is not None:
             model, detector, dim = face_model.model, face_model.detector, face_model.dim
+            alignment = face_model.alignment  # "auto" already resolved by the face model
         else:
             assert self.config.dim is not None, "a face server needs its embedder loaded"
-            model, detector, dim = self.config.model, "", self.config.dim
+            model, detector, dim, alignment = self.config.model, "", self.config.dim, ""
         return EmbeddingContract.build(
             model=model,
             detector=detector,
             dim=dim,
             space=self.config.space,
             storage=self.config.storage,
+            alignment=alignment,
         )
 
     @property
@@ -203,22 +215,15 @@ class Engine(AddPath):
 
     # ---- query -----------------------------------------------------------------------
 
-    def query(
+    def query_rows(
         self,
-        *,
-        image: bytes | None = None,
-        vector: FloatArray | None = None,
-        id: int | None = None,
-        k: int,
-        ef: int | None = None,
-        exact: bool = False,
-        vector_model: str = "",
-        alive: Alive = always_alive,
-    ) -> QueryResult:
-        store = self.store
-        self._check_search(k, ef)
-        embed_seconds = 0.0
-        faces = None
+        image: bytes | None,
+        vector: FloatArray | None,
+        id: int | None,
+        vector_model: str,
+        alive: Alive,
+    ) -> tuple[FloatArray, list[Face] | None, float]:
+        """The query rows (one per face of an image), the faces, and the embedding time."""
         if image is not None:
             with self.embed_queue.admit(wait=False):
                 started = time.perf_counter()
@@ -230,35 +235,57 @@ class Engine(AddPath):
                 raise FailedPrecondition("no face was found in the query image")
             faces = [d.face for d in detected]
             matrix = np.stack([self.validate_vector(f.embedding) for f in faces])
-        elif vector is not None:
+            return matrix, faces, embed_seconds
+        if vector is not None:
             self.check_vector_model(vector_model)
-            matrix = self.validate_vector(vector)[None, :]
-        elif id is not None:
-            matrix = store.get(id).vector[None, :]
-        else:
-            raise InvalidArgument("a query needs an image, a vector or an id")
+            return self.validate_vector(vector)[None, :], None, 0.0
+        if id is not None:
+            return self.store.get(id).vector[None, :], None, 0.0
+        raise InvalidArgument("a query needs an image, a vector or an id")
+
+    def query(
+        self,
+        *,
+        image: bytes | None = None,
+        vector: FloatArray | None = None,
+        id: int | None = None,
+        k: int,
+        ef: int | None = None,
+        exact: bool = False,
+        vector_model: str = "",
+        threshold: float | None = None,
+        alive: Alive = always_alive,
+    ) -> QueryResult:
+        store = self.store
+        self._check_search(k, ef)
+        limit = self._match_threshold(threshold)
+        matrix, faces, embed_seconds = self.query_rows(image, vector, id, vector_model, alive)
         started = time.perf_counter()
         hits = store.search(matrix, k, ef, exact, with_metadata=True)
         search_seconds = time.perf_counter() - started
         results = [
-            FaceMatches(face=faces[row] if faces else None, neighbors=self._neighbors(hits, row))
+            FaceMatches(face=faces[row] if faces else None, neighbors=_neighbors(hits, row, limit))
             for row in range(len(matrix))
         ]
         return QueryResult(results, search_seconds=search_seconds, embed_seconds=embed_seconds)
 
-    def _neighbors(self, hits: Hits, row: int) -> list[Neighbor]:
-        threshold = self.store.threshold
-        metadata = hits.metadata[row] if hits.metadata is not None else [""] * len(hits.ids[row])
-        return [
-            Neighbor(id, label, meta, distance, threshold is not None and distance <= threshold)
-            for id, label, meta, distance in zip(
-                hits.ids[row].tolist(),
-                hits.labels[row],
-                metadata,
-                hits.distances[row].tolist(),
-                strict=True,
-            )
-        ]
+    def _match_threshold(self, override: float | None) -> float | None:
+        """Query's `match`: the override, else the open-set rule's distance threshold."""
+        if override is not None:
+            check_threshold(override)
+            return override
+        return self.decision_rule.threshold
+
+    @property
+    def people(self) -> People:
+        """Identify, Verify and the people RPCs."""
+        if self._people is None:
+            raise Unavailable("the server is still loading its model and index")
+        return self._people
+
+    @property
+    def decision_rule(self) -> Rule:
+        return self.people.rule
 
     def query_batch(
         self,
@@ -284,7 +311,7 @@ class Engine(AddPath):
         started = time.perf_counter()
         hits = store.search(matrix, k, ef, exact, with_metadata)
         search_seconds = time.perf_counter() - started
-        threshold = store.threshold
+        threshold = self.decision_rule.threshold
         distances = hits.distances
         matches = (
             distances <= threshold if threshold is not None else np.zeros(hits.ids.shape, bool)
@@ -317,7 +344,12 @@ class Engine(AddPath):
                 f"a delete names {len(ids)} ids; the limit is {self.config.max_batch_items} "
                 "(--max-batch-items)"
             )
-        return self.store.delete(ids)
+        deleted = self.store.delete(ids)
+        self.people.gallery_changed()
+        return deleted
+
+    def _gallery_changed(self) -> None:
+        self.people.gallery_changed()
 
     @property
     def unsaved_changes(self) -> bool:
@@ -344,7 +376,7 @@ class Engine(AddPath):
             detector=contract.detector,
             ef=stored.ef,
             deleted=stored.deleted,
-            threshold=store.threshold or 0.0,
+            threshold=self.decision_rule.threshold or 0.0,
             normalization=contract.normalization,
             snapshot=stored.snapshot,
             wal_replayed=stored.wal_replayed,
@@ -354,7 +386,24 @@ class Engine(AddPath):
             target_recall=stored.target_recall,
             estimated_recall=stored.estimated_recall,
             recall_measured_at=stored.recall_measured_at,
+            decision=self.decision_rule.public,
+            alignment=contract.alignment,
+            people=len(store.people()),
         )
+
+
+def _neighbors(hits: Hits, row: int, threshold: float | None) -> list[Neighbor]:
+    metadata = hits.metadata[row] if hits.metadata is not None else [""] * len(hits.ids[row])
+    return [
+        Neighbor(id, label, meta, distance, threshold is not None and distance <= threshold)
+        for id, label, meta, distance in zip(
+            hits.ids[row].tolist(),
+            hits.labels[row],
+            metadata,
+            hits.distances[row].tolist(),
+            strict=True,
+        )
+    ]
 
 
 def check_not_sharded(data_dir: Path) -> None:

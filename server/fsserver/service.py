@@ -139,6 +139,7 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
             ef=request.ef if request.HasField("ef") else None,
             exact=request.exact,
             vector_model=request.vector_model,
+            threshold=request.threshold if request.HasField("threshold") else None,
             alive=context.is_active,
         )
         return convert.query_result_to_pb(result)
@@ -182,3 +183,61 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
     @_unary
     def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:
         return convert.stats_to_pb(self.engine.stats())
+
+    # ---- people ------------------------------------------------------------------------
+
+    @_unary
+    def ListPeople(
+        self, request: pb.ListPeopleRequest, context: grpc.ServicerContext
+    ) -> pb.ListPeopleResponse:
+        page, token = self.engine.people.list_people(request.page_size, request.page_token)
+        return convert.people_page_to_pb(page, token)
+
+    @_unary
+    def ListItems(
+        self, request: pb.ListItemsRequest, context: grpc.ServicerContext
+    ) -> pb.ListItemsResponse:
+        label = request.label if request.HasField("label") else None
+        page, token = self.engine.people.list_items(label, request.page_size, request.page_token)
+        return convert.items_page_to_pb(page, token)
+
+    @_unary
+    def ForgetPerson(
+        self, request: pb.ForgetPersonRequest, context: grpc.ServicerContext
+    ) -> pb.ForgetPersonResponse:
+        return pb.ForgetPersonResponse(deleted=self.engine.people.forget(request.label))
+
+    @_unary
+    def RenamePerson(
+        self, request: pb.RenamePersonRequest, context: grpc.ServicerContext
+    ) -> pb.RenamePersonResponse:
+        renamed, merged = self.engine.people.rename(request.old_label, request.new_label)
+        return pb.RenamePersonResponse(renamed=renamed, merged=merged)
+
+    # ---- decisions ---------------------------------------------------------------------
+
+    @_unary
+    def Identify(
+        self, request: pb.IdentifyRequest, context: grpc.ServicerContext
+    ) -> pb.IdentifyResponse:
+        target = request.WhichOneof("target")
+        result = self.engine.people.identify(
+            image=request.image if target == "image" else None,
+            vector=convert.vector_from_pb(request.vector) if target == "vector" else None,
+            candidates=request.candidates,
+            threshold=request.threshold if request.HasField("threshold") else None,
+            vector_model=request.vector_model,
+            alive=context.is_active,
+        )
+        return convert.identify_result_to_pb(result)
+
+    @_unary
+    def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
+        other = request.WhichOneof("other")
+        result = self.engine.people.verify(
+            request.image,
+            other_image=request.other_image if other == "other_image" else None,
+            person=request.person if other == "person" else None,
+            threshold=request.threshold if request.HasField("threshold") else None,
+        )
+        return convert.verify_result_to_pb(result)

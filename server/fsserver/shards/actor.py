@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from fsclient.types import CompactResult, FloatArray, Item, SaveResult
+from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Person, SaveResult
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import FaceSearchError, FailedPrecondition, Unavailable
+from fsserver.errors import FaceSearchError, FailedPrecondition, NotFound, Unavailable
 from fsserver.store.backend import Hits, StoreOptions, StoreStats
+from fsserver.store.index import IdArray
 from fsserver.store.local import LocalStore
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,34 @@ class ShardActor:
         present = [id for id in ids if id in self.store.index]
         return self.store.delete(present) if present else 0
 
+    def forget_present(self, label: str) -> int:
+        """Delete this shard's items labelled `label`; 0 when it has none (the router says
+        NotFound only when no shard had any). A retry after a restart finds none: 0."""
+        try:
+            return self.store.forget(label)
+        except NotFound:
+            return 0
+
+    def rename_present(self, old: str, new: str) -> int:
+        """Relabel this shard's items labelled `old` as `new`; 0 when it has none."""
+        try:
+            return self.store.rename(old, new)
+        except NotFound:
+            return 0
+
     # ---- reads and the rest ----------------------------------------------------------
+
+    def people(self) -> list[Person]:
+        return self.store.people()
+
+    def item_ids(self, label: str | None, upto: int) -> tuple[IdArray, int]:
+        return self.store.item_ids(label, upto)
+
+    def summaries(self, ids: Sequence[int]) -> list[ItemSummary]:
+        return self.store.summaries(ids)
+
+    def gallery_rows(self, labels: Sequence[str]) -> tuple[IdArray, list[str], FloatArray]:
+        return self.store.gallery_rows(labels)
 
     def search(
         self, vectors: FloatArray, k: int, ef: int | None, exact: bool, with_metadata: bool

@@ -1,12 +1,14 @@
 """`fsserver enroll SOURCE --server ADDR`: embed many photos with Ray Data, add them to a server.
 
 SOURCE is a folder (searched recursively for photos) or a .csv / .parquet list with a
-`path` column (relative paths are taken from the list's folder) and optional `label` and
-`metadata` columns. Ray Data runs `map_batches` over a pool of actors (`--workers`), each
-loading the face model once; they decode the bytes themselves (images.py: header checks,
-downscale; DeepFace never sees a client's path or string) and embed each photo's largest
-face. This process streams the embeddings to the running server (any backend: with
-`--backend ray` its shards store them), as packed rows whose model the server checks.
+`path` or `file` column (relative paths are taken from the list's folder), an optional
+`label`, `person` or `identity` column and an optional `metadata` column (the columns
+`fsclient add --labels-csv` reads: fsclient.labels). Ray Data runs `map_batches` over a
+pool of actors (`--workers`), each loading the face model once; they decode the bytes
+themselves (images.py: header checks, downscale; DeepFace never sees a client's path or
+string) and embed each photo's largest face. This process streams the embeddings to the
+running server (any backend: with `--backend ray` its shards store them), as packed rows
+whose model the server checks.
 
 Photos without a face, or that cannot be read or decoded, are reported at the end, not
 fatal. Ray Data shows its own progress bar; a count line follows each added batch.
@@ -25,6 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from fsclient.labels import Columns, find_columns, listed_path
+from fsclient.sources import LocalFileError
+from fsserver.contract import ALIGN_CHOICES, resolve_alignment
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 NO_FACE = "no face was found in the image"
 
@@ -32,10 +38,12 @@ NO_FACE = "no face was found in the image"
 class EmbedPhotos:
     """A Ray Data actor: the face model loaded once, then one batch of photos at a time."""
 
-    def __init__(self, model: str, detector: str, max_side: int, max_pixels: int) -> None:
+    def __init__(
+        self, model: str, detector: str, max_side: int, max_pixels: int, alignment: str = "auto"
+    ) -> None:
         from fsserver.embedder import DeepFaceEmbedder
 
-        self._embedder = DeepFaceEmbedder(model, detector)
+        self._embedder = DeepFaceEmbedder(model, detector, alignment)
         self._max_side, self._max_pixels = max_side, max_pixels
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -61,6 +69,31 @@ class EmbedPhotos:
         return {**batch, "embedding": embeddings, "error": np.array(errors, dtype=object)}
 
 
+def ray_missing(error: ImportError) -> str:
+    """The one line `fsserver enroll` prints without Ray (or its [data] extra)."""
+    return (
+        f"fsserver enroll: Ray Data is not installed ({error.name or error}): "
+        "pip install 'facesearch[server,ray]' (make test-ray installs it into .venv)"
+    )
+
+
+def _alignment(align: str, stats: Any) -> str:
+    """The alignment to embed with: `align` resolved against the server's model, checked
+    against the server's own alignment where its Stats report one."""
+    try:
+        alignment = resolve_alignment(align, stats.model)
+    except ValueError as error:
+        raise SystemExit(f"fsserver enroll: {error}") from None
+    served = str(getattr(stats, "alignment", "") or "")
+    if served and served != alignment:
+        if align != "auto":
+            raise SystemExit(
+                f"fsserver enroll: --align {align} but the server aligns faces with {served}"
+            )
+        alignment = served
+    return alignment
+
+
 @dataclass
 class Summary:
     added: int = 0
@@ -83,24 +116,35 @@ def list_source(source: Path, label_from_dir: bool) -> Any:
                 for p in photos
             ]
         )
-    reader = {".csv": ray.data.read_csv, ".parquet": ray.data.read_parquet}.get(source.suffix)
+    readers = {".csv": ray.data.read_csv, ".parquet": ray.data.read_parquet}
+    reader = readers.get(source.suffix.lower())
     if reader is None or not source.is_file():
         raise SystemExit(f"fsserver enroll: {source} is neither a folder nor a .csv/.parquet list")
     listed = reader(str(source.resolve()))
-    columns = set(listed.columns())
-    if "path" not in columns:
-        raise SystemExit(f"fsserver enroll: {source} has no `path` column (it has {columns})")
+    try:
+        columns = find_columns(listed.columns(), str(source), need_label=False)
+    except LocalFileError as error:
+        raise SystemExit(f"fsserver enroll: {error}") from None
     base = source.resolve().parent
+    return listed.map(lambda row: listed_row(row, columns, base))
 
-    def complete(row: dict[str, Any]) -> dict[str, Any]:
-        path = Path(str(row["path"]))
-        return {
-            "path": str(path if path.is_absolute() else base / path),
-            "label": str(row.get("label") or path.name),
-            "metadata": str(row.get("metadata") or row["path"]),
-        }
 
-    return listed.map(complete)
+def _text(value: Any) -> str:
+    """A list's cell as text; "" for a missing one (None, or a float NaN from pandas)."""
+    return "" if value is None or value != value else str(value).strip()
+
+
+def listed_row(row: dict[str, Any], columns: Columns, base: Path) -> dict[str, str]:
+    """One row of a list as path (absolute), label (default: the file's name) and metadata
+    (default: the path as listed)."""
+    cell = _text(row.get(columns.path))
+    label = _text(row.get(columns.label)) if columns.label else ""
+    metadata = _text(row.get(columns.metadata)) if columns.metadata else ""
+    return {
+        "path": str(Path(listed_path(base, cell))),
+        "label": label or Path(cell).name,
+        "metadata": metadata or cell,
+    }
 
 
 def enroll(
@@ -111,9 +155,14 @@ def enroll(
     worker_cpus: float,
     batch_size: int,
     label_from_dir: bool = False,
+    align: str = "auto",
     out: Any = sys.stdout,
 ) -> Summary:
-    """Embed every photo of `source` on Ray and add it to the server at `address`."""
+    """Embed every photo of `source` on Ray and add it to the server at `address`.
+
+    `align` must be the server's --align: its Stats name the model and detector but not the
+    alignment, so "auto" resolves against the server's model as the server's own default
+    does (a server started with --align deepface for Dlib needs --align deepface here)."""
     from fsclient import FaceSearchClient
     from fsserver.config import Config
 
@@ -126,6 +175,7 @@ def enroll(
                 f"fsserver enroll: the server at {address} is vector-only (no face model): "
                 "enroll into a face server"
             )
+        alignment = _alignment(align, stats)
         embedded = list_source(source, label_from_dir).map_batches(
             EmbedPhotos,
             fn_constructor_kwargs={
@@ -133,6 +183,7 @@ def enroll(
                 "detector": stats.detector,
                 "max_side": limits.max_image_side,
                 "max_pixels": limits.max_image_pixels,
+                "alignment": alignment,
             },
             batch_size=batch_size,
             concurrency=workers,
@@ -179,9 +230,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--label-from-dir", action="store_true", help="label = the photo's folder name"
     )
+    parser.add_argument(
+        "--align",
+        choices=ALIGN_CHOICES,
+        default="auto",
+        help="the server's --align (auto: dlib for the Dlib model, deepface for others)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    import ray
+    try:
+        import ray
+        import ray.data  # Ray without its [data] extra lacks pandas, pyarrow
+    except ImportError as error:
+        print(ray_missing(error), file=sys.stderr)
+        return 1
 
     if not ray.is_initialized():
         # The actors load DeepFace's weights from where this process finds them.
@@ -198,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker_cpus=args.worker_cpus,
         batch_size=args.batch_size,
         label_from_dir=args.label_from_dir,
+        align=args.align,
     )
     for path, why in summary.refused:
         print(f"not added: {path}: {why}")

@@ -5,8 +5,11 @@ largest any shard has used, so they stay unique across restarts) and an item liv
 id % N (sharding.py). Add groups a batch by shard and sends each part with its ids; Query
 fans out to every shard (each searches with at least the caller's ef) and merges the top k
 by distance; Delete checks every id exists, then deletes; Save snapshots every shard; Stats
-sums them. Writes are serialised here, as the single index serialises them, so each shard's
-WAL order is the order clients saw.
+sums them. People are merged over the shards: counts summed, item pages merged by id,
+forget and rename sent to every shard (NotFound only when none had the label), and a
+gallery's people drawn here, from the merged list, then read from every shard. Writes are
+serialised here, as the single index serialises them, so each shard's WAL order is the
+order clients saw.
 
 Shard actors restart when they die (max_restarts=-1): their constructor loads the shard's
 snapshot and replays its WAL. Calls to a restarting shard are retried by Ray once it is back
@@ -23,17 +26,33 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from fsclient.types import CompactResult, FloatArray, Item, SaveResult
+from fsclient.types import (
+    CompactResult,
+    FloatArray,
+    Item,
+    ItemSummary,
+    Page,
+    Person,
+    SaveResult,
+)
 from fsserver.config import Config
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import FaceSearchError, FailedPrecondition, NotFound, Unavailable
+from fsserver.errors import (
+    FaceSearchError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from fsserver.shards.actor import ShardActor
 from fsserver.shards.merge import merge_hits
 from fsserver.store.backend import Hits, StoreOptions, StoreStats
 from fsserver.store.index import claim_ids
+from fsserver.store.records import choose_labels
 from fsserver.store.sharding import claim_layout, shard_dir, shard_of
 
 log = logging.getLogger(__name__)
@@ -226,7 +245,81 @@ class RayShards:
             )
         return len(unique)
 
+    def forget(self, label: str) -> int:
+        """Every shard deletes its items labelled `label` (each durably, all or nothing in
+        itself); NotFound when none had any. If a shard fails part way, forgetting the same
+        label again finishes the job."""
+        if not label:
+            raise InvalidArgument("the label must not be empty: unlabelled items are no person")
+        with self._writes:
+            counts = self._gather(
+                [a.forget_present.remote(label) for a in self._actors],
+                "Forget (if it failed part way, forgetting the same label again is safe)",
+            )
+        if not sum(counts):
+            raise NotFound(f"no item is labelled {label!r}; nothing was deleted")
+        return int(sum(counts))
+
+    def rename(self, old: str, new: str) -> int:
+        """Every shard relabels its items labelled `old`; NotFound when none had any."""
+        if not old or not new:
+            raise InvalidArgument("the label must not be empty: unlabelled items are no person")
+        with self._writes:
+            counts = self._gather(
+                [a.rename_present.remote(old, new) for a in self._actors],
+                "Rename (if it failed part way, renaming again is safe)",
+            )
+        if not sum(counts):
+            raise NotFound(f"no item is labelled {old!r}; nothing was relabelled")
+        return int(sum(counts))
+
     # ---- reads -----------------------------------------------------------------------
+
+    def people(self) -> list[Person]:
+        parts: list[list[Person]] = self._gather(
+            [a.people.remote() for a in self._actors], "People"
+        )
+        counts: dict[str, int] = {}
+        for part in parts:
+            for person in part:
+                counts[person.label] = counts.get(person.label, 0) + person.count
+        return [Person(label, counts[label]) for label in sorted(counts)]
+
+    def items(self, label: str | None, offset: int, limit: int) -> Page[ItemSummary]:
+        """The page of the merged id order: each shard sends its first offset + limit
+        matching ids (the page can hold no later one of any shard), then the page's
+        items are read from their shards. An item deleted between the two is left out."""
+        if offset < 0 or limit < 0:
+            raise InvalidArgument(f"offset and limit must not be negative: {offset}, {limit}")
+        parts = self._gather(
+            [a.item_ids.remote(label, offset + limit) for a in self._actors], "Items"
+        )
+        total = sum(int(t) for _, t in parts)
+        merged = np.sort(np.concatenate([np.zeros(0, np.uint64), *(ids for ids, _ in parts)]))
+        page = merged[offset : offset + limit].tolist()
+        by_shard: dict[int, list[int]] = {}
+        for id in page:
+            by_shard.setdefault(shard_of(id, self.shards), []).append(id)
+        shards = list(by_shard)
+        found: list[list[ItemSummary]] = self._gather(
+            [self._actors[s].summaries.remote(by_shard[s]) for s in shards], "Items"
+        )
+        summaries = {item.id: item for part in found for item in part}
+        return Page([summaries[id] for id in page if id in summaries], total)
+
+    def gallery(self, max_people: int, seed: int = 0) -> tuple[list[str], FloatArray]:
+        """The people are drawn from the merged list (as the single store draws them), then
+        every shard sends its items of them; rows in ascending id order."""
+        chosen = choose_labels((p.label for p in self.people()), max_people, seed)
+        if not chosen:
+            return [], np.zeros((0, self._contract.dim), np.float32)
+        shared: Any = ray.put(chosen)
+        parts = self._gather([a.gallery_rows.remote(shared) for a in self._actors], "Gallery")
+        ids = np.concatenate([part[0] for part in parts])
+        labels = [label for part in parts for label in part[1]]
+        vectors = np.concatenate([part[2] for part in parts])
+        order = np.argsort(ids, kind="stable")
+        return [labels[i] for i in order.tolist()], np.ascontiguousarray(vectors[order])
 
     def search(
         self,

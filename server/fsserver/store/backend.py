@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from fsclient.types import CompactResult, FloatArray, Item, SaveResult
+from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Page, Person, SaveResult
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError
 from fsserver.store.records import Record
@@ -99,6 +99,38 @@ class IndexBackend(Protocol):
     ) -> Hits: ...
 
     def get(self, id: int) -> Item: ...
+
+    # ---- people: the label of an item is its person ---------------------------------
+
+    def people(self) -> list[Person]:
+        """Every label held by at least one live item, with its live item count, sorted by
+        label. Unlabelled items ("") are not a person."""
+        ...
+
+    def items(self, label: str | None, offset: int, limit: int) -> Page[ItemSummary]:
+        """Live items (id, label, metadata) in ascending id order, only those labelled
+        `label` when given ("": the unlabelled ones); `total` is how many match (for
+        paging). InvalidArgument for a negative offset or limit."""
+        ...
+
+    def forget(self, label: str) -> int:
+        """Delete every live item labelled `label`; durable on return (in the WAL as a
+        delete of their ids); the number deleted. NotFound naming the label when no live
+        item has it; InvalidArgument for ""."""
+        ...
+
+    def rename(self, old: str, new: str) -> int:
+        """Relabel every live item labelled `old` as `new` (merging into `new` when it
+        exists); durable on return; the number relabelled. NotFound naming `old` when no
+        live item has it; InvalidArgument when either is ""."""
+        ...
+
+    def gallery(self, max_people: int, seed: int = 0) -> tuple[list[str], FloatArray]:
+        """Labels and vectors (rows x dim float32, stored vectors as Get returns them; rows
+        in ascending id order) of the live labelled items of at most `max_people` people:
+        all when fewer, else a sample of people drawn with `seed`, every item of each. Reads
+        vectors a chunk per lock hold, so queries are never held off for long."""
+        ...
 
     def save(self) -> SaveResult: ...
 

@@ -4,9 +4,13 @@ Ids are uint64 and stable; labels, metadata and thumbnails live in a RecordTable
 bytes per labelled item; see records.py), so a million vectors cost little beyond
 Voyager's own memory.
 
-With a write-ahead log attached, every add and delete is appended and fsynced before it
-is applied, all under one mutation lock, so the log's order is the index's order and a
-replay rebuilds exactly what clients were told was stored.
+With a write-ahead log attached, every add, delete and relabel is appended and fsynced
+before it is applied, all under one mutation lock, so the log's order is the index's order
+and a replay rebuilds exactly what clients were told was stored.
+
+People are labels: `people` counts the live items of each, `items` lists items by id,
+`forget` deletes a person's items (logged as a delete of their ids) and `rename` relabels
+them (logged as a relabel), `gallery_rows` reads their vectors for calibration.
 """
 
 from __future__ import annotations
@@ -21,18 +25,19 @@ import numpy as np
 import numpy.typing as npt
 import voyager
 
-from fsclient.types import FloatArray, Item, Neighbor
+from fsclient.types import FloatArray, Item, ItemSummary, Neighbor, Page, Person
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError, InvalidArgument, NotFound, ResourceExhausted
 from fsserver.store import exact, validation
-from fsserver.store.records import NO_RECORD, Record, RecordTable
+from fsserver.store.records import NO_RECORD, Record, RecordTable, label_counts
 from fsserver.store.rwlock import ReadWriteLock
 from fsserver.store.wal import WriteAheadLog
-from fsserver.store.wal_records import AddRecord, DeleteRecord, WalRecord
+from fsserver.store.wal_records import AddRecord, DeleteRecord, RelabelRecord, WalRecord
 
 log = logging.getLogger(__name__)
 
 MAX_ID = 2**64 - 1
+IdArray = npt.NDArray[np.uint64]
 _SPACES = {"euclidean": voyager.Space.Euclidean, "cosine": voyager.Space.Cosine}
 _STORAGES = {"float32": voyager.StorageDataType.Float32, "e4m3": voyager.StorageDataType.E4M3}
 # Rows per add_items call: lookups by id wait for at most one chunk of inserts. Smaller
@@ -41,6 +46,8 @@ _STORAGES = {"float32": voyager.StorageDataType.Float32, "e4m3": voyager.Storage
 _INSERT_CHUNK = 1024
 # Grow capacity in big steps: a resize locks queries out, so it should be rare.
 _MIN_CAPACITY = 1024
+# Vectors read per lock hold by scans (live_chunks, gallery_rows): writers wait at most one.
+_SCAN_CHUNK = 16_384
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ class FaceIndex:
         # Voyager's id table may not be read (contains, get_vector, ids) while add_items
         # writes it: lookups by id and insert chunks take this lock; searches do not.
         self._labels = threading.Lock()
-        self._mutation = threading.Lock()  # one add, delete or snapshot at a time
+        self._mutation = threading.Lock()  # one add, delete, relabel or snapshot at a time
         self.wal: WriteAheadLog | None = None
         # While a compaction rebuilds the graph, changes are also queued for the new one.
         self._pending: list[WalRecord] | None = None
@@ -204,13 +211,17 @@ class FaceIndex:
                 for id, old in before.items():
                     self._records.set(id, old)
                 raise
-        else:
+        elif isinstance(record, DeleteRecord):
             live = [i for i in record.ids.tolist() if i in self]
             with self._lock.write():
                 for id in live:
                     self._index.mark_deleted(id)
                     self._deleted.add(id)
                     self._records.discard(id)
+        else:
+            # Like a delete: a get (read side) sees every item before or after, not a mix.
+            with self._lock.write():
+                self._records.relabel(record.old, record.new)
         if self._pending is not None:
             self._pending.append(record)
         self.version += 1
@@ -224,11 +235,106 @@ class FaceIndex:
                 shown = ", ".join(str(i) for i in missing[:10])
                 more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
                 raise NotFound(f"no item with id {shown}{more}; nothing was deleted")
-            record = DeleteRecord(lsn=0, ids=np.array(unique, dtype=np.uint64))
-            if self.wal is not None:
-                self.wal.append(record)
-            self._apply_or_unlog(record)
+            self._log_and_apply(DeleteRecord(lsn=0, ids=np.array(unique, dtype=np.uint64)))
         return len(unique)
+
+    def _log_and_apply(self, record: WalRecord) -> None:
+        """Log (fsynced) and apply a change; the caller holds the mutation lock."""
+        if self.wal is not None:
+            self.wal.append(record)
+        self._apply_or_unlog(record)
+
+    # ---- people ----------------------------------------------------------------------
+
+    def forget(self, label: str) -> int:
+        """Delete every live item labelled `label`, as one logged delete of their ids (all
+        or nothing); how many. NotFound when no live item has the label."""
+        _require_label(label)
+        with self._mutation:  # every writer takes it: the records hold still meanwhile
+            ids = self._records.ids_labelled([label])
+            if not len(ids):
+                raise NotFound(f"no item is labelled {label!r}; nothing was deleted")
+            self._log_and_apply(DeleteRecord(lsn=0, ids=ids))
+        return len(ids)
+
+    def rename(self, old: str, new: str) -> int:
+        """Relabel every live item labelled `old` as `new` (merging into `new` when items
+        carry it already), logged as one relabel; how many. NotFound when none has `old`."""
+        _require_label(old)
+        _require_label(new)
+        with self._mutation:
+            count = self._records.count_of(old)
+            if not count:
+                raise NotFound(f"no item is labelled {old!r}; nothing was relabelled")
+            if new != old:
+                self._log_and_apply(RelabelRecord(lsn=0, old=old, new=new))
+        return count
+
+    def people(self) -> list[Person]:
+        """Every label some live item carries, with its live item count, by label."""
+        with self._lock.read(), self._labels:
+            per_code, names = self._records.code_counts()
+        counts = label_counts(per_code, names)  # the slow part (a dict), without the locks
+        return [Person(label, counts[label]) for label in sorted(counts)]
+
+    def item_ids(self, label: str | None, upto: int | None = None) -> tuple[IdArray, int]:
+        """The first `upto` (all when None) ids of live items, ascending, labelled `label`
+        when given ("": unlabelled items); and how many match in all."""
+        with self._lock.read(), self._labels:
+            ids = self._matching_ids(label)
+        return (ids if upto is None else ids[:upto]), len(ids)
+
+    def _matching_ids(self, label: str | None) -> IdArray:
+        """Ascending ids of live items labelled `label`; the caller holds the read and
+        labels locks. Records hold labels of live items only (a delete discards them)."""
+        if label:
+            return self._records.ids_labelled([label])
+        ids = np.sort(self._live_ids())
+        if label == "":
+            ids = ids[self._records.codes_of(ids) == 0]
+        return ids
+
+    def items(self, label: str | None, offset: int, limit: int) -> Page[ItemSummary]:
+        """Live items in ascending id order (labelled `label` when given), from `offset`,
+        at most `limit`; `total` is how many match."""
+        if offset < 0 or limit < 0:
+            raise InvalidArgument(f"offset and limit must not be negative: {offset}, {limit}")
+        with self._lock.read(), self._labels:
+            ids = self._matching_ids(label)
+            entries = self._summaries(ids[offset : offset + limit])
+        return Page(entries, len(ids))
+
+    def summaries(self, ids: Sequence[int]) -> list[ItemSummary]:
+        """Id, label and metadata of those of ids that are live, in the order given."""
+        with self._lock.read(), self._labels:
+            return self._summaries(np.array([i for i in ids if i in self], np.uint64))
+
+    def _summaries(self, ids: IdArray) -> list[ItemSummary]:
+        if not len(ids):
+            return []
+        row = ids[None, :]
+        labels, metadata = self._records.labels_of(row)[0], self._records.metadata_of(row)[0]
+        return [
+            ItemSummary(id, label, meta)
+            for id, label, meta in zip(ids.tolist(), labels, metadata, strict=True)
+        ]
+
+    def gallery_rows(self, labels: Sequence[str]) -> tuple[IdArray, list[str], FloatArray]:
+        """Ids (ascending), labels and stored vectors of the live items labelled any of
+        `labels`. Ids are found in one short lock hold and vectors read a chunk per hold
+        (as live_chunks does), so a big gallery never holds writers, and so queries, off
+        for long; a change made meanwhile may or may not be seen."""
+        with self._lock.read(), self._labels:
+            index = self._index  # a compaction may swap in another; this one stays valid
+            ids = self._records.ids_labelled(labels)
+            names = self._records.labels_of(ids[None, :])[0] if len(ids) else []
+        chunks = [np.zeros((0, self.contract.dim), np.float32)]
+        for start in range(0, len(ids), _SCAN_CHUNK):
+            with self._lock.read(), self._labels:
+                chunks.append(
+                    np.asarray(index.get_vectors(ids[start : start + _SCAN_CHUNK]), np.float32)
+                )
+        return ids, names, np.concatenate(chunks)
 
     # ---- compaction ------------------------------------------------------------------
 
@@ -255,9 +361,10 @@ class FaceIndex:
                 with self._mutation:
                     deleted: set[int] = set()
                     for record in self._pending:
+                        # Relabels change only the records, which both graphs share.
                         if isinstance(record, AddRecord):
                             _insert(index, deleted, None, None, record, None)
-                        else:
+                        elif isinstance(record, DeleteRecord):
                             for id in record.ids.tolist():
                                 if id in index and id not in deleted:
                                     index.mark_deleted(id)
@@ -363,7 +470,7 @@ class FaceIndex:
         return ids
 
     def live_chunks(
-        self, size: int = 16_384
+        self, size: int = _SCAN_CHUNK
     ) -> Iterator[tuple[npt.NDArray[np.uint64], FloatArray]]:
         """Every live item's id and stored vector, a chunk at a time.
 
@@ -412,6 +519,11 @@ class FaceIndex:
     @property
     def deleted(self) -> set[int]:
         return self._deleted
+
+
+def _require_label(label: str) -> None:
+    if not label:
+        raise InvalidArgument("the label must not be empty: unlabelled items are no person")
 
 
 def claim_ids(

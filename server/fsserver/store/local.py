@@ -2,9 +2,9 @@
 
 The single-process server keeps one LocalStore in its data directory; each Ray shard actor
 keeps one in data_dir/shards/<i>/. Opening it locks the directory, loads the newest intact
-snapshot and replays the WAL; every add and delete is in the WAL, fsynced, before it
-returns; Save writes a snapshot (compacting first past a deleted share) and trims the WAL;
-a background checkpoint saves once the WAL passes --checkpoint-wal-mb.
+snapshot and replays the WAL; every add, delete, forget and rename is in the WAL, fsynced,
+before it returns; Save writes a snapshot (compacting first past a deleted share) and trims
+the WAL; a background checkpoint saves once the WAL passes --checkpoint-wal-mb.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fsclient.types import CompactResult, FloatArray, Item, SaveResult
+from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Page, Person, SaveResult
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError, FailedPrecondition
 from fsserver.store.backend import Hits, StoreOptions, StoreStats
 from fsserver.store.calibration import RecallCalibrator
 from fsserver.store.heap import release_free_memory
-from fsserver.store.index import FaceIndex
+from fsserver.store.index import FaceIndex, IdArray
+from fsserver.store.records import choose_labels
 from fsserver.store.recovery import open_store
 from fsserver.store.snapshot import save_snapshot
 from fsserver.store.wal import RecoveryReport
@@ -141,6 +142,16 @@ class LocalStore:
         self._changed()
         return deleted
 
+    def forget(self, label: str) -> int:
+        forgotten = self.index.forget(label)
+        self._changed()
+        return forgotten
+
+    def rename(self, old: str, new: str) -> int:
+        renamed = self.index.rename(old, new)
+        self._maybe_checkpoint()  # no vector changed: recall calibration has nothing new
+        return renamed
+
     def _changed(self) -> None:
         if self._calibrator is not None:
             self._calibrator.note_change()
@@ -190,6 +201,28 @@ class LocalStore:
 
     def get(self, id: int) -> Item:
         return self.index.get(id)
+
+    def people(self) -> list[Person]:
+        return self.index.people()
+
+    def items(self, label: str | None, offset: int, limit: int) -> Page[ItemSummary]:
+        return self.index.items(label, offset, limit)
+
+    def item_ids(self, label: str | None, upto: int) -> tuple[IdArray, int]:
+        """The first `upto` matching ids, ascending, and the total (Ray's items pages)."""
+        return self.index.item_ids(label, upto)
+
+    def summaries(self, ids: Sequence[int]) -> list[ItemSummary]:
+        return self.index.summaries(ids)
+
+    def gallery(self, max_people: int, seed: int = 0) -> tuple[list[str], FloatArray]:
+        chosen = choose_labels((p.label for p in self.people()), max_people, seed)
+        _, labels, vectors = self.index.gallery_rows(chosen)
+        return labels, vectors
+
+    def gallery_rows(self, labels: Sequence[str]) -> tuple[IdArray, list[str], FloatArray]:
+        """Ids, labels and vectors of the live items of `labels` (Ray's gallery)."""
+        return self.index.gallery_rows(labels)
 
     def missing(self, ids: Sequence[int]) -> list[int]:
         """Which of ids are not stored (live)."""

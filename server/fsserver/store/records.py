@@ -11,7 +11,7 @@ that have them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +70,34 @@ class RecordTable:
         for id, code in zip(ids.tolist(), codes.tolist(), strict=True):
             self._set_label(id, code)
 
+    def relabel(self, old: str, new: str) -> int:
+        """Give every item labelled `old` the label `new` (merging into it when some items
+        have it already); how many items were relabelled.
+
+        When no code is interned for `new`, old's interned name is simply renamed: no item
+        is touched. Otherwise the codes move (one numpy pass over the dense array). Each
+        item's code is replaced by one store, so a reader sees either label, never a third.
+        """
+        old_code = self._codes_by_name.get(old)
+        if not old_code or old == new:
+            return self.count_of(old) if old_code else 0
+        moved = self.count_of(old)
+        new_code = self._codes_by_name.get(new)
+        if new_code is None:
+            del self._codes_by_name[old]
+            self._codes_by_name[new] = old_code
+            self._names[old_code] = new
+            return moved
+        self._dense[self._dense == old_code] = new_code
+        for id in [i for i, code in self._sparse.items() if code == old_code]:
+            if new_code:
+                self._sparse[id] = new_code
+            else:
+                del self._sparse[id]
+        if not new_code:  # relabelled as "": no longer labelled
+            self._labelled -= moved
+        return moved
+
     def _code(self, label: str) -> int:
         code = self._codes_by_name.get(label)
         if code is None:
@@ -118,15 +146,57 @@ class RecordTable:
     def labels_of(self, ids: npt.NDArray[np.uint64]) -> list[list[str]]:
         """Labels of a rows x k table of ids, as the table's rows (vectorised for dense ids)."""
         flat = ids.ravel()
-        inside = flat < len(self._dense)
-        codes = np.zeros(len(flat), np.int32)
-        codes[inside] = self._dense[flat[inside].astype(np.intp)]
-        for position in np.flatnonzero(~inside).tolist():
-            codes[position] = self._sparse.get(int(flat[position]), 0)
+        codes = self.codes_of(flat)
         names = self._names
         labels = [names[code] for code in codes.tolist()]
         rows, width = ids.shape if ids.ndim == 2 else (1, len(flat))
         return [labels[row * width : (row + 1) * width] for row in range(rows)]
+
+    def codes_of(self, ids: npt.NDArray[np.uint64]) -> npt.NDArray[np.int32]:
+        """The label code of each of ids (0: unlabelled), vectorised for dense ids."""
+        inside = ids < len(self._dense)
+        codes = np.zeros(len(ids), np.int32)
+        codes[inside] = self._dense[ids[inside].astype(np.intp)]
+        for position in np.flatnonzero(~inside).tolist():
+            codes[position] = self._sparse.get(int(ids[position]), 0)
+        return codes
+
+    def label_counts(self) -> dict[str, int]:
+        """How many items carry each label that some item carries ("" not included)."""
+        return label_counts(*self.code_counts())
+
+    def code_counts(self) -> tuple[npt.NDArray[np.int64], list[str]]:
+        """Items per label code, and the label of each code: the quick part of
+        label_counts, for a caller that holds a lock meanwhile."""
+        return self._code_counts(), list(self._names)
+
+    def count_of(self, label: str) -> int:
+        code = self._codes_by_name.get(label)
+        if not code:
+            return 0
+        dense = int(np.count_nonzero(self._dense == code))
+        return dense + sum(1 for c in self._sparse.values() if c == code)
+
+    def _code_counts(self) -> npt.NDArray[np.int64]:
+        counts = np.bincount(self._dense, minlength=len(self._names))
+        if self._sparse:
+            sparse = np.fromiter(self._sparse.values(), np.int32, len(self._sparse))
+            counts += np.bincount(sparse, minlength=len(self._names))
+        return counts
+
+    def ids_labelled(self, labels: Iterable[str]) -> npt.NDArray[np.uint64]:
+        """Ids of the items that carry any of `labels` (not ""), ascending."""
+        codes = [c for c in (self._codes_by_name.get(label) for label in labels) if c]
+        if not codes:
+            return np.zeros(0, np.uint64)
+        if len(codes) == 1:
+            dense = np.flatnonzero(self._dense == codes[0])
+        else:
+            dense = np.flatnonzero(np.isin(self._dense, codes))
+        wanted = set(codes)
+        # Sparse ids all lie beyond the dense array, so they sort after its ids.
+        sparse = sorted(id for id, code in self._sparse.items() if code in wanted)
+        return np.concatenate([dense.astype(np.uint64), np.array(sparse, np.uint64)])
 
     def metadata_of(self, ids: npt.NDArray[np.uint64]) -> list[list[str]]:
         if not self._metadata:  # the common case: skip the per-id lookups
@@ -186,3 +256,21 @@ def _put(table: dict[int, str] | dict[int, bytes], id: int, value: str | bytes) 
         table[id] = value  # type: ignore[assignment]
     else:
         table.pop(id, None)
+
+
+def label_counts(counts: npt.NDArray[np.int64], names: Sequence[str]) -> dict[str, int]:
+    """{label: count} of the labels with items (code 0, "", left out)."""
+    return {names[code]: int(counts[code]) for code in (np.flatnonzero(counts[1:]) + 1).tolist()}
+
+
+def choose_labels(labels: Iterable[str], max_people: int, seed: int) -> list[str]:
+    """At most `max_people` of `labels`, sorted: all of them when there are no more, else a
+    sample drawn with `seed` (the same labels and seed always draw the same people, in the
+    single store and across shards alike)."""
+    ordered = sorted(set(labels))
+    if max_people < 1:
+        return []
+    if len(ordered) <= max_people:
+        return ordered
+    picked = np.random.default_rng(seed).choice(len(ordered), size=max_people, replace=False)
+    return [ordered[i] for i in sorted(picked.tolist())]

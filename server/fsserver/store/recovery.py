@@ -16,7 +16,7 @@ from fsserver.contract import EmbeddingContract
 from fsserver.store.index import FaceIndex
 from fsserver.store.snapshot import SnapshotCorrupt, load_snapshot
 from fsserver.store.wal import RecoveryReport, WriteAheadLog
-from fsserver.store.wal_records import AddRecord
+from fsserver.store.wal_records import AddRecord, DeleteRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,20 @@ def open_store(data_dir: Path, contract: EmbeddingContract, **index_options: Any
     report = RecoveryReport()
     started = time.perf_counter()
     after_lsn = loaded.wal_lsn if loaded else 0
-    adds = added = deletes = deleted = 0
+    adds = added = deletes = deleted = relabels = 0
     for record in wal.recover(after_lsn, report):
         index.replay(record)
         if isinstance(record, AddRecord):
             adds, added = adds + 1, added + len(record.ids)
-        else:
+        elif isinstance(record, DeleteRecord):
             deletes, deleted = deletes + 1, deleted + len(record.ids)
+        else:
+            relabels += 1
     if report.replayed or report.dropped:
         log.info(
             "WAL replay: %d record(s) after LSN %d in %.2fs (%d adds of %d items, %d deletes "
-            "of %d ids; %d records already in the snapshot, %d dropped): %d items now",
+            "of %d ids, %d renames; %d records already in the snapshot, %d dropped): %d items "
+            "now",
             report.replayed,
             after_lsn,
             time.perf_counter() - started,
@@ -63,6 +66,7 @@ def open_store(data_dir: Path, contract: EmbeddingContract, **index_options: Any
             added,
             deletes,
             deleted,
+            relabels,
             report.skipped,
             report.dropped,
             index.count,

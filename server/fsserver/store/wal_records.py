@@ -4,8 +4,11 @@
     ADD:    u32 n | u32 dim | n x u64 ids | n x dim x f32 vectors
             | 3n x u32 byte lengths (all labels, all metadata, all thumbnails) | the bytes
     DELETE: u32 n | n x u64 ids
+    RELABEL: u32 old length | u32 new length | old label UTF-8 | new label UTF-8
 
 Little-endian throughout. The frame around a body (length, CRC-32) is wal.py's business.
+RELABEL came later than ADD and DELETE; logs without it read as before (a server older than
+it would stop its replay at the first RELABEL and set the rest of that log aside).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from fsclient.types import FloatArray
 
 BODY_HEAD = struct.Struct("<QB")  # lsn, kind
 _COUNTS = struct.Struct("<II")  # items, dim
-ADD, DELETE = 1, 2
+_LABEL_LENGTHS = struct.Struct("<II")  # old, new (bytes)
+ADD, DELETE, RELABEL = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,31 @@ class DeleteRecord:
     ids: np.ndarray  # uint64
 
 
-WalRecord = AddRecord | DeleteRecord
+@dataclass(frozen=True)
+class RelabelRecord:
+    """Every item labelled `old` at this point of the log is labelled `new` from here on.
+
+    It names the labels, not the ids they held: a few bytes however many items a person
+    has. It still replays to exactly what was done, because records are logged and applied
+    in one order under the index's mutation lock, and a snapshot holds the state as of the
+    LSN it records; so at replay the items labelled `old` are the ones that were labelled
+    `old` when the rename was logged. (A person's items forgotten are logged as a DELETE
+    of their ids instead: a delete must name what it removes.)
+    """
+
+    lsn: int
+    old: str
+    new: str
+
+
+WalRecord = AddRecord | DeleteRecord | RelabelRecord
 
 
 def encode(lsn: int, record: WalRecord) -> bytes:
     """The body of `record` under `lsn` (the record's own lsn field is not used)."""
+    if isinstance(record, RelabelRecord):
+        old, new = record.old.encode("utf-8"), record.new.encode("utf-8")
+        return BODY_HEAD.pack(lsn, RELABEL) + _LABEL_LENGTHS.pack(len(old), len(new)) + old + new
     ids = np.asarray(record.ids, dtype="<u8")
     if isinstance(record, DeleteRecord):
         return BODY_HEAD.pack(lsn, DELETE) + struct.pack("<I", len(ids)) + ids.tobytes()
@@ -74,6 +98,13 @@ def decode(body: bytes) -> WalRecord:
         if at + 8 * n != len(body):
             raise ValueError("delete record has trailing bytes")
         return DeleteRecord(lsn, ids)
+    if kind == RELABEL:
+        old_length, new_length = _LABEL_LENGTHS.unpack_from(body, at)
+        at += _LABEL_LENGTHS.size
+        if at + old_length + new_length != len(body):
+            raise ValueError("relabel record lengths do not match its size")
+        old = body[at : at + old_length].decode("utf-8")
+        return RelabelRecord(lsn, old, body[at + old_length :].decode("utf-8"))
     if kind != ADD:
         raise ValueError(f"unknown record kind {kind}")
     n, dim = _COUNTS.unpack_from(body, at)

@@ -115,7 +115,7 @@ class AddResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AddResult, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("image", "vector", "id", "k", "ef", "vector_model", "exact")
+    __slots__ = ("image", "vector", "id", "k", "ef", "vector_model", "exact", "threshold")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +123,7 @@ class QueryRequest(_message.Message):
     EF_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     vector: Vector
     id: int
@@ -130,7 +131,8 @@ class QueryRequest(_message.Message):
     ef: int
     vector_model: str
     exact: bool
-    def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., id: _Optional[int] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., vector_model: _Optional[str] = ..., exact: _Optional[bool] = ...) -> None: ...
+    threshold: float
+    def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., id: _Optional[int] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., vector_model: _Optional[str] = ..., exact: _Optional[bool] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class Neighbor(_message.Message):
     __slots__ = ("id", "label", "metadata", "distance", "match")
@@ -253,7 +255,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("count", "dim", "space", "storage", "model", "detector", "ef", "deleted", "threshold", "normalization", "snapshot", "wal_replayed", "wal_dropped", "wal_bytes", "embed_queue", "target_recall", "estimated_recall", "recall_measured_at")
+    __slots__ = ("count", "dim", "space", "storage", "model", "detector", "ef", "deleted", "threshold", "normalization", "snapshot", "wal_replayed", "wal_dropped", "wal_bytes", "embed_queue", "target_recall", "estimated_recall", "recall_measured_at", "decision", "people", "alignment")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
@@ -272,6 +274,9 @@ class StatsResponse(_message.Message):
     TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_RECALL_FIELD_NUMBER: _ClassVar[int]
     RECALL_MEASURED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
     count: int
     dim: int
     space: str
@@ -290,7 +295,38 @@ class StatsResponse(_message.Message):
     target_recall: float
     estimated_recall: float
     recall_measured_at: int
-    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., model: _Optional[str] = ..., detector: _Optional[str] = ..., ef: _Optional[int] = ..., deleted: _Optional[int] = ..., threshold: _Optional[float] = ..., normalization: _Optional[str] = ..., snapshot: _Optional[str] = ..., wal_replayed: _Optional[int] = ..., wal_dropped: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., embed_queue: _Optional[int] = ..., target_recall: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., recall_measured_at: _Optional[int] = ...) -> None: ...
+    decision: DecisionRule
+    people: int
+    alignment: str
+    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., model: _Optional[str] = ..., detector: _Optional[str] = ..., ef: _Optional[int] = ..., deleted: _Optional[int] = ..., threshold: _Optional[float] = ..., normalization: _Optional[str] = ..., snapshot: _Optional[str] = ..., wal_replayed: _Optional[int] = ..., wal_dropped: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., embed_queue: _Optional[int] = ..., target_recall: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., recall_measured_at: _Optional[int] = ..., decision: _Optional[_Union[DecisionRule, _Mapping]] = ..., people: _Optional[int] = ..., alignment: _Optional[str] = ...) -> None: ...
+
+class DecisionRule(_message.Message):
+    __slots__ = ("source", "reason", "threshold", "margin", "pair_threshold", "person_threshold", "target_far", "estimated_far", "estimated_tar", "people", "items", "seconds")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    PAIR_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PERSON_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FAR_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_FAR_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_TAR_FIELD_NUMBER: _ClassVar[int]
+    PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    reason: str
+    threshold: float
+    margin: float
+    pair_threshold: float
+    person_threshold: float
+    target_far: float
+    estimated_far: float
+    estimated_tar: float
+    people: int
+    items: int
+    seconds: float
+    def __init__(self, source: _Optional[str] = ..., reason: _Optional[str] = ..., threshold: _Optional[float] = ..., margin: _Optional[float] = ..., pair_threshold: _Optional[float] = ..., person_threshold: _Optional[float] = ..., target_far: _Optional[float] = ..., estimated_far: _Optional[float] = ..., estimated_tar: _Optional[float] = ..., people: _Optional[int] = ..., items: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class CompactRequest(_message.Message):
     __slots__ = ()
@@ -305,3 +341,175 @@ class CompactResponse(_message.Message):
     count: int
     seconds: float
     def __init__(self, removed: _Optional[int] = ..., count: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class Person(_message.Message):
+    __slots__ = ("label", "count")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    count: int
+    def __init__(self, label: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ListPeopleRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPeopleResponse(_message.Message):
+    __slots__ = ("people", "next_page_token", "total")
+    PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    people: _containers.RepeatedCompositeFieldContainer[Person]
+    next_page_token: str
+    total: int
+    def __init__(self, people: _Optional[_Iterable[_Union[Person, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ListItemsRequest(_message.Message):
+    __slots__ = ("label", "page_size", "page_token")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    page_size: int
+    page_token: str
+    def __init__(self, label: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ItemSummary(_message.Message):
+    __slots__ = ("id", "label", "metadata")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    label: str
+    metadata: str
+    def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ..., metadata: _Optional[str] = ...) -> None: ...
+
+class ListItemsResponse(_message.Message):
+    __slots__ = ("items", "next_page_token", "total")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ItemSummary]
+    next_page_token: str
+    total: int
+    def __init__(self, items: _Optional[_Iterable[_Union[ItemSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ForgetPersonRequest(_message.Message):
+    __slots__ = ("label",)
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    def __init__(self, label: _Optional[str] = ...) -> None: ...
+
+class ForgetPersonResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class RenamePersonRequest(_message.Message):
+    __slots__ = ("old_label", "new_label")
+    OLD_LABEL_FIELD_NUMBER: _ClassVar[int]
+    NEW_LABEL_FIELD_NUMBER: _ClassVar[int]
+    old_label: str
+    new_label: str
+    def __init__(self, old_label: _Optional[str] = ..., new_label: _Optional[str] = ...) -> None: ...
+
+class RenamePersonResponse(_message.Message):
+    __slots__ = ("renamed", "merged")
+    RENAMED_FIELD_NUMBER: _ClassVar[int]
+    MERGED_FIELD_NUMBER: _ClassVar[int]
+    renamed: int
+    merged: bool
+    def __init__(self, renamed: _Optional[int] = ..., merged: _Optional[bool] = ...) -> None: ...
+
+class IdentifyRequest(_message.Message):
+    __slots__ = ("image", "vector", "candidates", "threshold", "vector_model")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    vector: Vector
+    candidates: int
+    threshold: float
+    vector_model: str
+    def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., candidates: _Optional[int] = ..., threshold: _Optional[float] = ..., vector_model: _Optional[str] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("person", "distance", "similarity", "near", "id")
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    NEAR_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    person: str
+    distance: float
+    similarity: float
+    near: int
+    id: int
+    def __init__(self, person: _Optional[str] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ..., near: _Optional[int] = ..., id: _Optional[int] = ...) -> None: ...
+
+class Identification(_message.Message):
+    __slots__ = ("face", "known", "person", "distance", "similarity", "margin", "candidates")
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    face: Face
+    known: bool
+    person: str
+    distance: float
+    similarity: float
+    margin: float
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    def __init__(self, face: _Optional[_Union[Face, _Mapping]] = ..., known: _Optional[bool] = ..., person: _Optional[str] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ..., margin: _Optional[float] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ...) -> None: ...
+
+class IdentifyResponse(_message.Message):
+    __slots__ = ("results", "search_seconds", "embed_seconds", "decision")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EMBED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[Identification]
+    search_seconds: float
+    embed_seconds: float
+    decision: DecisionRule
+    def __init__(self, results: _Optional[_Iterable[_Union[Identification, _Mapping]]] = ..., search_seconds: _Optional[float] = ..., embed_seconds: _Optional[float] = ..., decision: _Optional[_Union[DecisionRule, _Mapping]] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("image", "other_image", "person", "threshold")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    OTHER_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    other_image: bytes
+    person: str
+    threshold: float
+    def __init__(self, image: _Optional[bytes] = ..., other_image: _Optional[bytes] = ..., person: _Optional[str] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("same", "distance", "similarity", "threshold", "face", "other_face", "other_id")
+    SAME_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FACE_FIELD_NUMBER: _ClassVar[int]
+    OTHER_ID_FIELD_NUMBER: _ClassVar[int]
+    same: bool
+    distance: float
+    similarity: float
+    threshold: float
+    face: Face
+    other_face: Face
+    other_id: int
+    def __init__(self, same: _Optional[bool] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ..., threshold: _Optional[float] = ..., face: _Optional[_Union[Face, _Mapping]] = ..., other_face: _Optional[_Union[Face, _Mapping]] = ..., other_id: _Optional[int] = ...) -> None: ...

@@ -79,6 +79,36 @@ class FaceSearchStub:
                 request_serializer=facesearch_dot_v1_dot_facesearch__pb2.CompactRequest.SerializeToString,
                 response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.CompactResponse.FromString,
                 _registered_method=True)
+        self.ListPeople = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/ListPeople',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.ListPeopleRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.ListPeopleResponse.FromString,
+                _registered_method=True)
+        self.ListItems = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/ListItems',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.ListItemsRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.ListItemsResponse.FromString,
+                _registered_method=True)
+        self.ForgetPerson = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/ForgetPerson',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.ForgetPersonRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.ForgetPersonResponse.FromString,
+                _registered_method=True)
+        self.RenamePerson = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/RenamePerson',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.RenamePersonRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.RenamePersonResponse.FromString,
+                _registered_method=True)
+        self.Identify = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/Identify',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.IdentifyRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.IdentifyResponse.FromString,
+                _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/Verify',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.VerifyResponse.FromString,
+                _registered_method=True)
 
 
 class FaceSearchServicer:
@@ -152,6 +182,53 @@ class FaceSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPeople(self, request, context):
+        """---- people: the label of an item is the person -------------------------
+        Every person (label) with how many live items carry it, by label, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListItems(self, request, context):
+        """Live items (id, label, metadata) by id, paged, optionally one person's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForgetPerson(self, request, context):
+        """Deletes every item of one person; durable when it returns, like Delete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenamePerson(self, request, context):
+        """Relabels every item of one person, merging into `new_label` if it exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Identify(self, request, context):
+        """---- decisions ------------------------------------------------------------
+        Who is each face (or the vector): an enrolled person, or unknown. Decided
+        per person by a rule the server calibrates on its own labelled gallery for
+        a target false-accept rate (see StatsResponse.decision).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Verify(self, request, context):
+        """Are two faces the same person? Two images, or an image and an enrolled
+        person.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FaceSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +276,36 @@ def add_FaceSearchServicer_to_server(servicer, server):
                     servicer.Compact,
                     request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.CompactRequest.FromString,
                     response_serializer=facesearch_dot_v1_dot_facesearch__pb2.CompactResponse.SerializeToString,
+            ),
+            'ListPeople': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPeople,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.ListPeopleRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.ListPeopleResponse.SerializeToString,
+            ),
+            'ListItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListItems,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.ListItemsRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.ListItemsResponse.SerializeToString,
+            ),
+            'ForgetPerson': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetPerson,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.ForgetPersonRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.ForgetPersonResponse.SerializeToString,
+            ),
+            'RenamePerson': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenamePerson,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.RenamePersonRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.RenamePersonResponse.SerializeToString,
+            ),
+            'Identify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Identify,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.IdentifyRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.IdentifyResponse.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.VerifyRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.VerifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +551,168 @@ class FaceSearch:
             '/facesearch.v1.FaceSearch/Compact',
             facesearch_dot_v1_dot_facesearch__pb2.CompactRequest.SerializeToString,
             facesearch_dot_v1_dot_facesearch__pb2.CompactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPeople(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/ListPeople',
+            facesearch_dot_v1_dot_facesearch__pb2.ListPeopleRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.ListPeopleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/ListItems',
+            facesearch_dot_v1_dot_facesearch__pb2.ListItemsRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.ListItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetPerson(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/ForgetPerson',
+            facesearch_dot_v1_dot_facesearch__pb2.ForgetPersonRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.ForgetPersonResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenamePerson(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/RenamePerson',
+            facesearch_dot_v1_dot_facesearch__pb2.RenamePersonRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.RenamePersonResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Identify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/Identify',
+            facesearch_dot_v1_dot_facesearch__pb2.IdentifyRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.IdentifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/Verify',
+            facesearch_dot_v1_dot_facesearch__pb2.VerifyRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.VerifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
