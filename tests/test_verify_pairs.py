@@ -2,7 +2,7 @@
 
 The gallery (every labelled photo, 13 people) is enrolled first, so the server calibrates
 its pair threshold on it; then each pair is sent as two images to Verify. master.csv holds
-38 same-person and 261 different-person pairs; DeepFace's own pipeline reached 0.997 on
+300 pairs (38 same-person); DeepFace's own pipeline reached 0.997 on
 them (shared/faces/README.md).
 """
 

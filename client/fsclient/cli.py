@@ -12,12 +12,19 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
+from fsclient.cli_args import (
+    UsageError,
+    fetch_thumbnail,
+    non_negative_int,
+    one_vector,
+    positive_float,
+    positive_int,
+)
 from fsclient.cli_people import register as register_people_commands
 from fsclient.client import DEFAULT_SERVER, FaceSearchClient, FaceSearchError
 from fsclient.enroll import DEFAULT_IMAGE_BATCH, DEFAULT_VECTOR_BATCH, Enrollment, EnrollOptions
@@ -36,8 +43,8 @@ from fsclient.format import (
 from fsclient.labels import read_labels_csv
 from fsclient.picture import MissingPillowError, draw_matches, require_pillow
 from fsclient.progress import ProgressBar, Spinner
-from fsclient.sources import LocalFileError, collect_sources, load_vectors, read_file, write_file
-from fsclient.types import FloatArray, ItemError, QueryResult
+from fsclient.sources import LocalFileError, collect_sources, read_file, write_file
+from fsclient.types import ItemError, QueryResult
 
 EPILOG = f"""\
 The server is --server, else $FSCLIENT_SERVER, else {DEFAULT_SERVER}.
@@ -47,10 +54,6 @@ Exit status: 0 on success; 1 on an error, or when `add` could not add some item;
 2 on a usage error."""
 
 
-class UsageError(Exception):
-    """A command line that makes no sense: exit status 2."""
-
-
 class _Parser(argparse.ArgumentParser):
     # argparse prints the whole usage block; one line with a pointer to --help is enough.
     def error(self, message: str) -> Any:
@@ -58,33 +61,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---- argument types ----------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
 
 
 # ---- the commands ------------------------------------------------------------------------
@@ -138,27 +114,11 @@ def run_add(args: argparse.Namespace, client: FaceSearchClient) -> int:
     return 1 if enrollment.failures else 0
 
 
-def _query_vector(path: str) -> FloatArray:
-    vectors = load_vectors(Path(path), path)
-    if vectors.ndim == 2 and len(vectors) != 1:
-        raise LocalFileError(f"{path}: holds {len(vectors)} vectors; query takes one")
-    return np.asarray(vectors, dtype=np.float32).ravel()
-
-
-def _thumbnail(client: FaceSearchClient, item_id: int) -> bytes | None:
-    try:
-        return client.get(item_id).thumbnail or None
-    except FaceSearchError as error:
-        if error.code == grpc.StatusCode.NOT_FOUND:
-            return None  # deleted since the query: draw a placeholder
-        raise
-
-
 def _write_picture(
     args: argparse.Namespace, client: FaceSearchClient, query: bytes | None, result: QueryResult
 ) -> None:
     ids = {n.id for matches in result.results for n in matches.neighbors}
-    thumbnails = {item_id: _thumbnail(client, item_id) for item_id in sorted(ids)}
+    thumbnails = {item_id: fetch_thumbnail(client, item_id) for item_id in sorted(ids)}
     write_file(args.show, draw_matches(query, result, thumbnails))
     if not (args.quiet or args.json):
         print(f"match picture written to {args.show}", file=sys.stderr)
@@ -176,11 +136,11 @@ def run_query(args: argparse.Namespace, client: FaceSearchClient) -> int:
         query_image = read_file(args.image)
         result = client.query(image=query_image, **options)
     elif args.vector is not None:
-        result = client.query(vector=_query_vector(args.vector), **options)
+        result = client.query(vector=one_vector(args.vector, "query"), **options)
     else:
         result = client.query(id=args.id, **options)
         if args.show:
-            query_image = _thumbnail(client, args.id)
+            query_image = fetch_thumbnail(client, args.id)
     print(dumps(result) if args.json else format_neighbors(result))
     if args.show:
         _write_picture(args, client, query_image, result)
@@ -247,7 +207,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool)
     )
     group.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         metavar="SECONDS",
         default=default(None),
         help="deadline of each call (default: none)",
@@ -340,11 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--metadata", metavar="TEXT", default="", help="free-form data, e.g. JSON")
     add.add_argument(
-        "--id", type=_non_negative_int, metavar="N", help="the id to store (one item only)"
+        "--id", type=non_negative_int, metavar="N", help="the id to store (one item only)"
     )
     add.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"items per request (default: {DEFAULT_IMAGE_BATCH} images, "
         f"{DEFAULT_VECTOR_BATCH} vectors)",
@@ -358,10 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("image", nargs="?", metavar="IMAGE", help="search every face in it")
     query.add_argument("--vector", metavar="FILE.npy", help="search one vector from a .npy file")
-    query.add_argument("--id", type=_non_negative_int, metavar="N", help="search item N's vector")
-    query.add_argument("-k", type=_positive_int, default=5, help="neighbours per face (default: 5)")
+    query.add_argument("--id", type=non_negative_int, metavar="N", help="search item N's vector")
+    query.add_argument("-k", type=positive_int, default=5, help="neighbours per face (default: 5)")
     query.add_argument(
-        "--ef", type=_positive_int, metavar="N", help="search breadth (default: the server's)"
+        "--ef", type=positive_int, metavar="N", help="search breadth (default: the server's)"
     )
     query.add_argument(
         "--exact",
@@ -381,11 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     embed.set_defaults(run=run_embed)
 
     get = command("get", "print one enrolled item")
-    get.add_argument("id", type=_non_negative_int, metavar="ID")
+    get.add_argument("id", type=non_negative_int, metavar="ID")
     get.set_defaults(run=run_get)
 
     delete = command("delete", "delete items (all or nothing)")
-    delete.add_argument("ids", nargs="+", type=_non_negative_int, metavar="ID")
+    delete.add_argument("ids", nargs="+", type=non_negative_int, metavar="ID")
     delete.set_defaults(run=run_delete)
 
     command("save", "write a snapshot of the index on the server").set_defaults(run=run_save)

@@ -11,15 +11,11 @@ raise errors main() does not catch.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
-import grpc
-import numpy as np
-
-from fsclient.client import FaceSearchClient, FaceSearchError
+from fsclient.cli_args import distance, fetch_thumbnail, one_vector, positive_int
+from fsclient.client import FaceSearchClient
 from fsclient.format import dumps
 from fsclient.format_people import (
     format_forget,
@@ -31,8 +27,8 @@ from fsclient.format_people import (
 )
 from fsclient.picture import require_pillow
 from fsclient.picture_people import draw_identities
-from fsclient.sources import LocalFileError, load_vectors, read_file, write_file
-from fsclient.types import FloatArray, IdentifyResult
+from fsclient.sources import read_file, write_file
+from fsclient.types import IdentifyResult
 
 DEFAULT_CANDIDATES = 3
 
@@ -42,44 +38,7 @@ Command = Callable[..., argparse.ArgumentParser]
 # ---- argument types ----------------------------------------------------------------------
 
 
-def _candidates(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
-
-
-def _distance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a distance of 0 or more, not {text}")
-    return value
-
-
 # ---- helpers -----------------------------------------------------------------------------
-
-
-def fetch_thumbnail(client: FaceSearchClient, item_id: int) -> bytes | None:
-    """Item `item_id`'s face thumbnail; None when it has none or was deleted meanwhile."""
-    try:
-        return client.get(item_id).thumbnail or None
-    except FaceSearchError as error:
-        if error.code == grpc.StatusCode.NOT_FOUND:
-            return None  # a placeholder is drawn instead
-        raise
-
-
-def _one_vector(path: str) -> FloatArray:
-    vectors = load_vectors(Path(path), path)
-    if vectors.ndim == 2 and len(vectors) != 1:
-        raise LocalFileError(f"{path}: holds {len(vectors)} vectors; identify takes one")
-    return np.asarray(vectors, dtype=np.float32).ravel()
 
 
 # ---- the commands ------------------------------------------------------------------------
@@ -133,7 +92,7 @@ def run_identify(args: argparse.Namespace, client: FaceSearchClient) -> int:
         photo = read_file(args.image)
         result = client.identify(image=photo, **options)
     else:
-        result = client.identify(vector=_one_vector(args.vector), **options)
+        result = client.identify(vector=one_vector(args.vector, "identify"), **options)
     if args.json:
         print(dumps(result))
     else:
@@ -160,7 +119,7 @@ def run_verify(args: argparse.Namespace, client: FaceSearchClient) -> int:
 def _threshold_option(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--threshold",
-        type=_distance,
+        type=distance,
         metavar="T",
         help=f"the distance threshold for this call (default: the server's {what})",
     )
@@ -206,7 +165,7 @@ def register(command: Command) -> None:
     target.add_argument("--vector", metavar="FILE.npy", help="identify one vector instead")
     identify.add_argument(
         "--candidates",
-        type=_candidates,
+        type=positive_int,
         default=DEFAULT_CANDIDATES,
         metavar="N",
         help=f"candidate people per face (default: {DEFAULT_CANDIDATES})",
