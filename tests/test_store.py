@@ -91,3 +91,17 @@ def test_capacity_grows_past_the_first_allocation() -> None:
         index.add([Entry(index.validate_vector(v)) for v in batch])
     assert index.count == 4500
     assert index.voyager_index.max_elements >= 4500
+
+
+def test_a_scan_skips_items_deleted_while_it_runs() -> None:
+    """Brute force (exact queries, calibration) reads the index a chunk at a time; an item
+    deleted between two chunks is left out, not an error (Voyager refuses to read a
+    deleted item's vector)."""
+    index, _ = _filled("euclidean", "float32", n=300)
+    chunks = index.live_chunks(size=100)
+    first_ids, _ = next(chunks)
+    later = [150, 250]
+    index.delete(later)
+    rest = [ids for ids, _ in chunks]
+    seen = np.concatenate([first_ids, *rest]).tolist()
+    assert sorted(seen) == [i for i in range(300) if i not in later]

@@ -150,7 +150,12 @@ class RecallCalibrator:
             try:
                 calibration = measure(self._index, self.target)
             except Exception:  # never take the server down; the previous ef stays
-                log.exception("recall calibration failed; the default ef stays")
+                if self._index.version != version:
+                    # Items it sampled were deleted or compacted away meanwhile.
+                    log.debug("the index changed under a recall measurement; measuring again")
+                    self._wake.set()
+                else:
+                    log.exception("recall calibration failed; the default ef stays")
                 continue
             if self._index.version != version:
                 log.debug("the index changed while recall was measured; measuring again")

@@ -483,6 +483,11 @@ class FaceIndex:
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
             with self._lock.read(), self._labels:
+                # An item deleted since the scan began is gone from it (Voyager refuses to
+                # read a deleted item's vector); a swapped-out graph changes no more.
+                if index is self._index and self._deleted:
+                    deleted = self._deleted
+                    chunk = chunk[[id not in deleted for id in chunk.tolist()]]
                 vectors = np.asarray(index.get_vectors(chunk), dtype=np.float32)
             yield chunk, vectors
 
