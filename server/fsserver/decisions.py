@@ -336,8 +336,9 @@ class DecisionCalibrator:
             try:
                 rule = measure()
             except Exception:  # never take the server down; the previous rule stays
-                log.exception("decision calibration failed; the previous rule stays")
-                continue
+                if self._last_change == began:
+                    log.exception("decision calibration failed; the previous rule stays")
+                continue  # else the gallery changed under it: measured again once quiet
             if self._last_change != began:
                 log.debug("the gallery changed while the rule was measured; measuring again")
                 continue  # _changed is set again

@@ -327,14 +327,13 @@ class FaceIndex:
         with self._lock.read(), self._labels:
             index = self._index  # a compaction may swap in another; this one stays valid
             ids = self._records.ids_labelled(labels)
-            names = self._records.labels_of(ids[None, :])[0] if len(ids) else []
-        chunks = [np.zeros((0, self.contract.dim), np.float32)]
-        for start in range(0, len(ids), _SCAN_CHUNK):
-            with self._lock.read(), self._labels:
-                chunks.append(
-                    np.asarray(index.get_vectors(ids[start : start + _SCAN_CHUNK]), np.float32)
-                )
-        return ids, names, np.concatenate(chunks)
+        read = list(self._read_chunks(index, ids, _SCAN_CHUNK))
+        kept = np.concatenate([np.zeros(0, np.uint64), *(chunk for chunk, _ in read)])
+        vectors = np.concatenate(
+            [np.zeros((0, self.contract.dim), np.float32), *(v for _, v in read)]
+        )
+        names = self._records.labels_of(kept[None, :])[0] if len(kept) else []
+        return kept, names, vectors
 
     # ---- compaction ------------------------------------------------------------------
 
@@ -480,6 +479,12 @@ class FaceIndex:
         with self._lock.read(), self._labels:
             index = self._index  # a compaction may swap in another; this one stays valid
             ids = self._live_ids()
+        yield from self._read_chunks(index, ids, size)
+
+    def _read_chunks(
+        self, index: voyager.Index, ids: npt.NDArray[np.uint64], size: int
+    ) -> Iterator[tuple[npt.NDArray[np.uint64], FloatArray]]:
+        """The stored vectors of `ids` in `index`, a chunk per lock hold."""
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
             with self._lock.read(), self._labels:
