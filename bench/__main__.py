@@ -56,6 +56,7 @@ SECTIONS = [
     Section("7", "memory", "bench.memory", "run_memory"),
     Section("8", "cold start", "bench.memory", "run_cold_start"),
     Section("11", "operations overhead", "bench.operations", "run", needs_index=False),
+    Section("12", "face pipeline", "bench.pipeline", "run", needs_index=False),
 ]
 
 

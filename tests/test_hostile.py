@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import grpc
@@ -245,6 +246,14 @@ def test_large_jpegs_decode_reduced_to_the_same_size_and_scale(
     assert difference.mean() < 3.0, difference.mean()
 
 
+def _overlap(a: Any, b: Any) -> float:
+    """Intersection over union of two boxes."""
+    width = min(a.x + a.width, b.x + b.width) - max(a.x, b.x)
+    height = min(a.y + a.height, b.y + b.height) - max(a.y, b.y)
+    inter = max(width, 0) * max(height, 0)
+    return inter / (a.width * a.height + b.width * b.height - inter)
+
+
 @pytest.mark.parametrize("name", ["couple.jpg", "img40.jpg", "img49.jpg", "img40.jpg:exif-6"])
 def test_reduced_decoding_finds_the_same_faces(
     dlib_embedder: Embedder, faces_dir: Path, name: str
@@ -255,11 +264,16 @@ def test_reduced_decoding_finds_the_same_faces(
     expected = dlib_embedder.embed(reference)
     found = dlib_embedder.embed(decoded)
     assert len(found) == len(expected) >= 1
-    for got, want in zip(found, expected, strict=True):
+
+    def by_place(faces: list[Any]) -> list[Any]:  # faces of one size come in either order
+        return sorted(faces, key=lambda f: (f.face.box.x, f.face.box.y))
+
+    for got, want in zip(by_place(found), by_place(expected), strict=True):
         assert got.face.box is not None and want.face.box is not None
-        # Within 3 px on the pixels the detector saw (original pixels are 1/scale larger).
-        for a, b in zip(_box_tuple(got.face.box), _box_tuple(want.face.box), strict=True):
-            assert abs(a - b) * decoded.scale <= 3, (got.face.box, want.face.box)
+        # The same face: at upsample 0 HOG's box sizes step by a pyramid level (~20%), and
+        # slightly different pixels may land on the next level, so boxes overlap rather than
+        # match to the pixel; the vector, from the 5-point chip, barely moves.
+        assert _overlap(got.face.box, want.face.box) >= 0.5, (got.face.box, want.face.box)
         distance = float(np.linalg.norm(got.face.embedding - want.face.embedding))
         assert distance < 0.1, distance
 

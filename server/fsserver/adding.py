@@ -16,7 +16,7 @@ from fsclient.types import AddItem, AddResult, FloatArray, ItemError, VectorRows
 from fsserver.admission import Alive, EmbedQueue, always_alive
 from fsserver.config import Config
 from fsserver.embed_pool import EmbedPool
-from fsserver.embedder import DetectedFace
+from fsserver.embedder import DetectedFace, Faces
 from fsserver.errors import (
     Cancelled,
     FaceSearchError,
@@ -55,7 +55,7 @@ class AddPath:
     def validate_matrix(self, matrix: FloatArray) -> FloatArray:
         raise NotImplementedError
 
-    def _faces(self, image: bytes) -> list[DetectedFace]:
+    def _faces(self, image: bytes) -> Faces:
         raise NotImplementedError
 
     def _gallery_changed(self) -> None:
@@ -99,7 +99,7 @@ class AddPath:
                     raise
         return pending
 
-    def _submit(self, item: AddItem, pool: EmbedPool) -> Future[list[DetectedFace]] | None:
+    def _submit(self, item: AddItem, pool: EmbedPool) -> Future[Faces] | None:
         if item.image is None:
             return None
         try:
@@ -251,7 +251,7 @@ class AddPath:
                 raise InvalidArgument(f"the {what} is {size} bytes; the limit is {limit} ({flag})")
 
     def _item_vector(
-        self, item: AddItem, job: Future[list[DetectedFace]] | None = None
+        self, item: AddItem, job: Future[Faces] | None = None
     ) -> tuple[FloatArray, DetectedFace | None, int]:
         """The vector to store, and for images the enrolled face and how many were found
         (from the pool's `job` when the image was submitted to it)."""

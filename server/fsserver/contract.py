@@ -21,6 +21,16 @@ STORAGES = ("float32", "e4m3")
 ALIGNMENTS = ("dlib", "deepface")
 ALIGN_CHOICES = ("auto", *ALIGNMENTS)
 DLIB_MODEL = "Dlib"  # the only model the "dlib" alignment is made for
+# How faces are found (the contract's `detection`; not a flag: it follows from --align and
+# --detector, and names the pipeline so that an index built by an earlier one is refused).
+# "deepface": the --detector through DeepFace (DeepFace.represent with --align deepface;
+# its detect_faces with --align dlib: for the dlib detector that is HOG at upsample 1).
+# "dlib-hog-250k": --align dlib with --detector dlib, dlib's HOG detector called directly on
+# the decoded image: at upsample 1 for a photo of at most 0.25 megapixels, else at upsample
+# 0 and, where that finds no face, once more on the photo enlarged 1.5x (embedder.py: why).
+DETECTION_DEEPFACE = "deepface"
+DETECTION_HOG = "dlib-hog-250k"
+DETECTIONS = (DETECTION_DEEPFACE, DETECTION_HOG)
 
 
 def resolve_alignment(align: str, model: str) -> str:
@@ -38,6 +48,22 @@ def resolve_alignment(align: str, model: str) -> str:
     return align
 
 
+def resolve_detection(alignment: str, detector: str) -> str:
+    """The `detection` a face pipeline of this alignment and detector runs; "" for raw
+    vectors (no detector)."""
+    if not detector:
+        return ""
+    if alignment == "dlib" and detector == "dlib":
+        return DETECTION_HOG
+    return DETECTION_DEEPFACE
+
+
+def _legacy_detection(detector: str) -> str:
+    """What a contract without `detection` (written before it existed) ran: DeepFace's
+    detector wrapper for faces, nothing for raw vectors."""
+    return DETECTION_DEEPFACE if detector else ""
+
+
 @dataclass(frozen=True)
 class EmbeddingContract:
     model: str  # DeepFace model name, or the caller's name for raw vectors ("" = unnamed)
@@ -53,6 +79,12 @@ class EmbeddingContract:
     # (vector-only servers). Contracts written before this field existed read as
     # "deepface" (from_dict), the only pipeline there was then.
     alignment: str = ""
+    # How faces were found: DETECTIONS above; "" for raw vectors. A contract without the
+    # field (written before it existed) read as "deepface" (from_dict): the only detection
+    # there was then. So an `alignment: dlib` index from before is refused by today's
+    # --align dlib --detector dlib ("detection 'deepface' vs 'dlib-hog-250k'"), and every
+    # other one (--align deepface, other detectors, raw vectors) opens as before.
+    detection: str = ""
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -63,6 +95,8 @@ class EmbeddingContract:
             raise ValueError(f"dim must be at least 1, not {self.dim}")
         if self.alignment not in ("", *ALIGNMENTS):
             raise ValueError(f"alignment must be one of {ALIGNMENTS} or '', not {self.alignment!r}")
+        if self.detection not in ("", *DETECTIONS):
+            raise ValueError(f"detection must be one of {DETECTIONS} or '', not {self.detection!r}")
 
     @classmethod
     def build(
@@ -74,9 +108,13 @@ class EmbeddingContract:
         space: str,
         storage: str,
         alignment: str = "",
+        detection: str | None = None,
     ) -> EmbeddingContract:
+        """`detection` None: the one this alignment and detector run (resolve_detection)."""
         normalization = "l2" if space == "cosine" else "none"
-        return cls(model, detector, dim, space, storage, normalization, alignment)
+        if detection is None:
+            detection = resolve_detection(alignment, detector)
+        return cls(model, detector, dim, space, storage, normalization, alignment, detection)
 
     def differences(self, other: EmbeddingContract) -> list[tuple[str, object, object]]:
         """(field, ours, theirs) for every field that differs."""
@@ -91,15 +129,40 @@ class EmbeddingContract:
         if not self.alignment:
             # Vector-only: no alignment, and the same manifest and WAL header as before it.
             del data["alignment"]
+        if self.detection == _legacy_detection(self.detector):
+            # The detection every contract without the field means (from_dict): such
+            # manifests and WAL headers stay as earlier releases wrote and read them.
+            del data["detection"]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbeddingContract:
-        values = {f.name: data[f.name] for f in fields(cls) if f.name != "alignment"}
+        optional = ("alignment", "detection")
+        values = {f.name: data[f.name] for f in fields(cls) if f.name not in optional}
         # Snapshots and WAL segments of releases before --align have no alignment: their
         # face vectors came from DeepFace's pipeline (a vector-only one has no detector).
         values["alignment"] = data.get("alignment", "deepface" if data["detector"] else "")
+        # Nor, before the direct HOG detector, a detection: DeepFace's detector found faces.
+        values["detection"] = data.get("detection", _legacy_detection(data["detector"]))
         return cls(**values)
+
+    def mismatch_advice(self) -> str:
+        """What to do about an index built under this contract that the server's flags
+        refuse: start with the flags it was built with, or, where this release no longer
+        has them (an earlier detection), re-enroll its photos."""
+        earlier_dlib = (self.alignment, self.detector, self.detection) == (
+            "dlib",
+            "dlib",
+            DETECTION_DEEPFACE,
+        )
+        if earlier_dlib:  # no flags run DeepFace's dlib detector under --align dlib now
+            return (
+                f"its faces were found by an earlier pipeline (detection {self.detection!r}: "
+                "DeepFace's dlib detector at upsample 1) that this release no longer runs; "
+                "re-enroll the photos into a new --data-dir (fsclient add --labels-csv "
+                "people.csv, or fsclient add photos/ --label-from-dir)"
+            )
+        return "start with matching flags or another --data-dir"
 
     def to_user_distances(self, raw: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Voyager's distances → the distances users (and DeepFace thresholds) expect.

@@ -33,7 +33,7 @@ from fsserver.errors import FaceSearchError, Unavailable
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnProcess
 
-    from fsserver.embedder import DetectedFace
+    from fsserver.embedder import Faces
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,23 @@ def _serve(
 
     # One process per core already; OpenCV's own threads would only contend with the others.
     cv2.setNumThreads(1)
-    from fsserver.embedder import DeepFaceEmbedder
-    from fsserver.images import decode_image
+    from fsserver.embedder import DeepFaceEmbedder, embed_bytes
 
     try:
         embedder = DeepFaceEmbedder(model, detector, alignment)
     except BaseException as error:
         conn.send(("failed", _portable(error)))
         return
-    conn.send(("ready", embedder.model, embedder.detector, embedder.alignment, embedder.dim))
+    conn.send(
+        (
+            "ready",
+            embedder.model,
+            embedder.detector,
+            embedder.alignment,
+            embedder.detection,
+            embedder.dim,
+        )
+    )
     while True:
         try:
             image = conn.recv()
@@ -84,7 +92,8 @@ def _serve(
         if image is None:
             return
         try:
-            faces = embedder.embed(decode_image(image, max_side, max_pixels))
+            # With their stage_times, measured here (the parent's clock would add the pipe).
+            faces = embed_bytes(embedder, image, max_side, max_pixels)
             reply: tuple[Any, ...] = ("ok", faces)
         except Exception as error:
             reply = ("error", _portable(error), traceback.format_exc())
@@ -105,7 +114,7 @@ class _Worker:
         )
         self.process.start()
         child_end.close()  # so the parent sees end-of-file once the child is gone
-        self.info: tuple[str, str, str, int] | None = None
+        self.info: tuple[str, str, str, str, int] | None = None
         self.busy = False
 
     @property
@@ -124,16 +133,16 @@ class _Worker:
         except (EOFError, OSError):
             raise WorkerDied from None
 
-    def wait_ready(self) -> tuple[str, str, str, int]:
-        """(model, detector, alignment, dim) once the worker has loaded them."""
+    def wait_ready(self) -> tuple[str, str, str, str, int]:
+        """(model, detector, alignment, detection, dim) once the worker has loaded them."""
         if self.info is None:
             message = self._recv()
             if message[0] == "failed":
                 raise message[1]
-            self.info = (message[1], message[2], message[3], message[4])
+            self.info = (message[1], message[2], message[3], message[4], message[5])
         return self.info
 
-    def embed(self, image: bytes) -> list[DetectedFace]:
+    def embed(self, image: bytes) -> Faces:
         self.wait_ready()
         try:
             self.conn.send(image)
@@ -141,7 +150,7 @@ class _Worker:
             raise WorkerDied from None
         reply = self._recv()
         if reply[0] == "ok":
-            faces: list[DetectedFace] = reply[1]
+            faces: Faces = reply[1]
             return faces
         error: BaseException = reply[1]
         if not isinstance(error, FaceSearchError):  # a model failure: keep its traceback
@@ -203,7 +212,7 @@ class EmbedPool:
             self.close()
             raise
         assert len(infos) == 1, infos
-        (self.model, self.detector, self.alignment, self.dim) = infos.pop()
+        (self.model, self.detector, self.alignment, self.detection, self.dim) = infos.pop()
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         for worker in self._workers:
             self._idle.put(worker)
@@ -236,18 +245,19 @@ class EmbedPool:
         with self._lock:
             return not self._closed and all(w.info is not None for w in self._workers)
 
-    def submit(self, image: bytes) -> Future[list[DetectedFace]]:
+    def submit(self, image: bytes) -> Future[Faces]:
         """Decode, downscale, detect and embed on the next free worker: every face,
-        largest first; [] when there is none. Image errors are raised as in-process."""
+        largest first; [] when there is none, with the worker's `stage_times` (embedder.py).
+        Image errors are raised as in-process."""
         with self._lock:
             if self._closed:
                 raise Unavailable("the server is shutting down")
             return self._threads.submit(self._embed, image)
 
-    def embed(self, image: bytes) -> list[DetectedFace]:
+    def embed(self, image: bytes) -> Faces:
         return self.submit(image).result()
 
-    def _embed(self, image: bytes) -> list[DetectedFace]:
+    def _embed(self, image: bytes) -> Faces:
         worker = self._idle.get()
         try:
             if worker.exited():  # died while idle: no request is to blame

@@ -36,7 +36,7 @@ from fsserver.config import Config
 from fsserver.contract import EmbeddingContract, deepface_threshold
 from fsserver.decisions import Rule
 from fsserver.embed_pool import EmbedPool
-from fsserver.embedder import DetectedFace, Embedder
+from fsserver.embedder import Embedder, Faces, embed_bytes
 from fsserver.errors import (
     Cancelled,
     FailedPrecondition,
@@ -44,7 +44,6 @@ from fsserver.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from fsserver.images import decode_image
 from fsserver.people import People, check_threshold
 from fsserver.store import validation
 from fsserver.store.backend import Hits, IndexBackend, StoreOptions
@@ -134,9 +133,11 @@ class Engine(AddPath):
         if face_model is not None:
             model, detector, dim = face_model.model, face_model.detector, face_model.dim
             alignment = face_model.alignment  # "auto" already resolved by the face model
+            detection = face_model.detection
         else:
             assert self.config.dim is not None, "a face server needs its embedder loaded"
             model, detector, dim, alignment = self.config.model, "", self.config.dim, ""
+            detection = ""
         return EmbeddingContract.build(
             model=model,
             detector=detector,
@@ -144,6 +145,7 @@ class Engine(AddPath):
             space=self.config.space,
             storage=self.config.storage,
             alignment=alignment,
+            detection=detection,
         )
 
     @property
@@ -183,7 +185,7 @@ class Engine(AddPath):
         """The face model's worker processes, if it runs in them."""
         return self._pool
 
-    def _faces(self, image: bytes) -> list[DetectedFace]:
+    def _faces(self, image: bytes) -> Faces:
         if self._pool is not None:
             return self._pool.embed(image)  # decoded and downscaled in the worker too
         if self._embedder is None:
@@ -191,8 +193,8 @@ class Engine(AddPath):
                 f"this server is vector-only (dim {self.config.dim}, no face model): "
                 "send vectors, not images"
             )
-        decoded = decode_image(image, self.config.max_image_side, self.config.max_image_pixels)
-        return self._embedder.embed(decoded)
+        config = self.config
+        return embed_bytes(self._embedder, image, config.max_image_side, config.max_image_pixels)
 
     def embed(self, image: bytes) -> Embedding:
         with self.embed_queue.admit(wait=False):

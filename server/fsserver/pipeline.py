@@ -19,7 +19,7 @@ from typing import Generic, TypeVar, cast
 
 from fsclient.types import AddItem, FloatArray, ItemError
 from fsserver.admission import Alive
-from fsserver.embedder import DetectedFace
+from fsserver.embedder import Faces
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ class PendingAdd:
     rows: CheckedRows | None = None
     # Per item, the pool's work on its image (None: no image, or embedded in-process when
     # the batch is stored); None for the whole batch without a pool.
-    jobs: list[Future[list[DetectedFace]] | None] | None = None
+    jobs: list[Future[Faces] | None] | None = None
     # Holds the batch's place in the face model's queue until its images are embedded.
     admission: ExitStack = field(default_factory=ExitStack)
 

@@ -244,8 +244,7 @@ def _load(
         said = "; ".join(f"{name} {theirs!r} vs {ours!r}" for name, theirs, ours in differences)
         raise ContractMismatch(
             f"the snapshot in {directory} was built under another embedding contract than "
-            f"this server's flags ({said}, snapshot vs flags); start with matching flags or "
-            "another --data-dir"
+            f"this server's flags ({said}, snapshot vs flags); {stored.mismatch_advice()}"
         )
     try:
         voyager_index = voyager.Index.load(str(directory / INDEX_FILE))

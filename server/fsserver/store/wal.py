@@ -187,7 +187,7 @@ class WriteAheadLog:
             said = "; ".join(f"{name} {a!r} vs {b!r}" for name, a, b in differences)
             raise ContractMismatch(
                 f"the WAL in {self.directory} was written under another embedding contract "
-                f"({said}, WAL vs flags); start with matching flags or another --data-dir"
+                f"({said}, WAL vs flags); {stored.mismatch_advice()}"
             )
         return fixed + size
 
