@@ -14,10 +14,10 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet -c constraints.txt -e '.[server,picture,dev]'
-	$(PY) -m fsserver.weights
+	$(PY) -m fsserver.faces.weights
 	touch $@
 
-# `make native` (opt-in; README "Development"): dlib built here from its PyPI source against
+# `make native` (opt-in; docs/development.md): dlib built here from its PyPI source against
 # OpenBLAS with -march=native, in place of dlib-bin's module: the same embeddings, 4-5x
 # faster. Installs the build packages with apt when missing (Debian, as root). The wheel is
 # kept in build/, so re-running after something reinstalled dlib-bin (a `pip install` of the
@@ -35,7 +35,7 @@ native: setup
 	$(PIP) uninstall --yes dlib-bin
 	$(PIP) install --no-deps --force-reinstall $(NATIVE_WHEELS)/dlib-$(DLIB_VERSION)-*.whl
 	$(PY) -c "import dlib; assert dlib.DLIB_USE_BLAS, 'dlib without BLAS'; print('dlib', dlib.__version__, 'BLAS', dlib.DLIB_USE_BLAS, 'from', dlib.__file__)"
-	$(PY) -m fsserver.weights
+	$(PY) -m fsserver.faces.weights
 
 test: setup lint
 	$(PY) -m pytest -m "not ray"

@@ -1,6 +1,6 @@
 """The floor a Query round trip is measured against: a gRPC server that echoes bytes.
 
-It is built by `fsserver.server.grpc_server` with the server's default Config (the same
+It is built by `fsserver.api.server.grpc_server` with the server's default Config (the same
 thread pool, message limits and concurrent-call limit), so a Query's round trip divided by
 an echo's is what facesearch itself adds: parsing, search, labels, the client's conversion.
 Run by the bench as `python -m bench.echo`; prints `echo: serving on HOST:PORT`.
@@ -25,8 +25,8 @@ def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
 
 
 def serve(listen: str = "127.0.0.1:0") -> None:
+    from fsserver.api.server import grpc_server
     from fsserver.config import Config
-    from fsserver.server import grpc_server
 
     server = grpc_server(Config())
     # No (de)serializers: the handler gets the request's bytes and returns them as they are.

@@ -40,7 +40,7 @@ def _deepface(detector: str) -> Any:
     # WARNING: find(refresh_database=False) logs an INFO line per call otherwise.
     os.environ.setdefault("DEEPFACE_LOG_LEVEL", "30")
     # The same offline weight links the server makes (idempotent; no download).
-    from fsserver.weights import link_packaged_weights
+    from fsserver.faces.weights import link_packaged_weights
 
     link_packaged_weights()
     from deepface import DeepFace
@@ -382,7 +382,7 @@ def _same_on_same_pixels(
     """
     import cv2
 
-    from fsserver.images import decode_image
+    from fsserver.faces.images import decode_image
 
     small = ctx.work_dir / f"probe-640-{probe.stem}.png"
     pixels = decode_image(probe.read_bytes(), 640, 120_000_000).pixels

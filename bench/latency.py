@@ -17,7 +17,7 @@ from bench.common import Context, Row, check, percentile_ms, say
 from bench.echo import EchoClient, echo_server
 from bench.facelike import FloatArray
 from bench.vectors import client_for, settle
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb  # only to size the echo
+from fsproto.facesearch.v1 import facesearch_pb2 as pb  # only to size the echo
 
 K = 10
 

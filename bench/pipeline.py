@@ -54,7 +54,7 @@ def _no_face_jpeg() -> bytes:
 def stage_rows(ctx: Context, photos: list[Path]) -> list[Row]:
     """Stage timings in this process, with the server's default embedder (the times a
     worker process measures for each image it embeds)."""
-    from fsserver.embedder import DeepFaceEmbedder, embed_bytes
+    from fsserver.faces.embedder import DeepFaceEmbedder, embed_bytes
 
     embedder = DeepFaceEmbedder("Dlib", "dlib")
     stages: dict[str, list[float]] = {"decode": [], "detect": [], "align": [], "embed": []}

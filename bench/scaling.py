@@ -118,8 +118,8 @@ def fanout(n: int, shard_counts: list[int], work: Path) -> list[dict[str, Any]]:
     from fsserver.config import Config
     from fsserver.contract import EmbeddingContract
     from fsserver.shards.router import RayShards
-    from fsserver.store.backend import IndexBackend, StoreOptions
-    from fsserver.store.local import LocalStore
+    from fsserver.storage.backend import IndexBackend, StoreOptions
+    from fsserver.storage.local import LocalStore
 
     ray.init(num_cpus=2, object_store_memory=512 * 2**20, include_dashboard=False)
     data = vectors(n, seed=1)

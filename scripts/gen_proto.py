@@ -1,7 +1,7 @@
 """Regenerate the checked-in Python stubs from protos/ (`make proto`).
 
 protoc writes `from facesearch.v1 import facesearch_pb2` into the gRPC module; the stubs
-live inside the `fsclient._proto` package, so that import is rewritten to an absolute
+live inside the `fsproto` package, so that import is rewritten to an absolute
 one under it. tests/test_proto_fresh.py runs this into a temp dir and diffs the result.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PROTO_FILES = ["facesearch/v1/facesearch.proto"]
-STUB_ROOT = ROOT / "client" / "fsclient" / "_proto"
-PACKAGE_PREFIX = "fsclient._proto"
+STUB_ROOT = ROOT / "client" / "fsproto"
+PACKAGE_PREFIX = "fsproto"
 
 
 def generate(out_dir: Path) -> list[Path]:

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from fsserver.api.server import FaceSearchServer
 from fsserver.config import Config
-from fsserver.embedder import DeepFaceEmbedder, Embedder
-from fsserver.server import FaceSearchServer
+from fsserver.faces.embedder import DeepFaceEmbedder, Embedder
 from support import Gallery, RunningServer, launch_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fsclient import FaceSearchClient
-from fsserver.server import FaceSearchServer
+from fsserver.api.server import FaceSearchServer
 
 
 @dataclass

@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 
 from fsclient import FaceSearchError, convert
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
-from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsclient.types import AddItem, AddResult
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
+from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from support import RunningServer
 
 WAIT = 30.0  # the longest any one condition is waited for

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 
 from fsclient.types import Box, Stats
+from fsserver.api.server import FaceSearchServer
 from fsserver.config import Config, parse_config
 from fsserver.contract import DETECTION_HOG, EmbeddingContract
-from fsserver.embed_pool import EmbedPool
-from fsserver.embedder import DeepFaceEmbedder, DetectedFace
 from fsserver.errors import ContractMismatch
-from fsserver.images import decode_image
-from fsserver.server import FaceSearchServer
+from fsserver.faces.embedder import DeepFaceEmbedder, DetectedFace
+from fsserver.faces.images import decode_image
+from fsserver.faces.pool import EmbedPool
 from fsserver.shards.enroll import _alignment
-from fsserver.store.wal import MAGIC
+from fsserver.storage.wal import MAGIC
 from support import RunningServer
 
 MAX_SIDE = 640  # the server's default --max-image-side

@@ -32,9 +32,9 @@ from fsclient.types import (
     Stats,
     VerifyResult,
 )
+from fsserver.api.server import FaceSearchServer
 from fsserver.config import Config
-from fsserver.embedder import Embedder
-from fsserver.server import FaceSearchServer
+from fsserver.faces.embedder import Embedder
 from support import RunningServer, run_cli
 
 ENROLLED = {"img1.jpg": "p00", "img2.jpg": "p00", "img26.jpg": "p01", "img8.jpg": "p02"}

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from fsserver.contract import DETECTION_HOG
-from fsserver.embedder import Embedder, Faces, StageTimes, _hog_detector, embed_bytes
-from fsserver.images import decode_image
+from fsserver.faces.embedder import Embedder, Faces, StageTimes, _hog_detector, embed_bytes
+from fsserver.faces.images import decode_image
 
 MAX_SIDE = 640  # the server's default --max-image-side
 MAX_PIXELS = 120_000_000

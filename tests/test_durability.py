@@ -152,7 +152,7 @@ def test_adds_and_deletes_during_a_compaction_are_kept(
             done.set()
 
         thread = threading.Thread(target=compact)
-        caplog.set_level(logging.INFO, logger="fsserver.store.index")
+        caplog.set_level(logging.INFO, logger="fsserver.storage.index")
         thread.start()
         added = 0
         while not done.is_set() or added == 0:  # add and delete while it rebuilds
@@ -187,7 +187,7 @@ def test_health_turns_serving_only_after_the_wal_is_replayed(
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from fsserver.server import FaceSearchServer
+    from fsserver.api.server import FaceSearchServer
 
     data = tmp_path / "data"
     server = start_server(data_dir=data, dim=DIM)

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from fsclient import FaceSearchClient, FaceSearchError
+from fsserver.api.server import FaceSearchServer
+from fsserver.collection.pipeline import ReadAhead
 from fsserver.config import Config
-from fsserver.embed_pool import EmbedPool
-from fsserver.embedder import DetectedFace, Embedder
-from fsserver.images import decode_image
-from fsserver.pipeline import ReadAhead
-from fsserver.server import FaceSearchServer
+from fsserver.faces.embedder import DetectedFace, Embedder
+from fsserver.faces.images import decode_image
+from fsserver.faces.pool import EmbedPool
 from support import RunningServer, launch_server
 
 WAIT = 60.0
@@ -234,7 +234,7 @@ def test_a_worker_killed_mid_image_fails_that_image_only_and_is_replaced(
         assert client.embed(photo).faces
     assert pool.ready and len(pool.pids) == 2
     # Nothing reached the client as INTERNAL (which the servicer logs as "… failed").
-    assert not [r for r in caplog.records if r.name == "fsserver.service"]
+    assert not [r for r in caplog.records if r.name == "fsserver.api.servicer"]
 
 
 def test_stopping_the_server_stops_every_worker(tmp_path: Path, faces_dir: Path) -> None:

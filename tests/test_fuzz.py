@@ -27,11 +27,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
+from fsserver.api.server import FaceSearchServer
 from fsserver.config import Config
 from fsserver.errors import InvalidArgument
-from fsserver.images import decode_image
-from fsserver.server import FaceSearchServer
+from fsserver.faces.images import decode_image
 
 DIM = 8
 SERVICE = "/facesearch.v1.FaceSearch"

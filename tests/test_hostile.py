@@ -22,12 +22,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from fsclient import FaceSearchError
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
-from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsclient.types import AddItem, Box
-from fsserver.embedder import Embedder
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
+from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsserver.errors import InvalidArgument
-from fsserver.images import DecodedImage, decode_image
+from fsserver.faces.embedder import Embedder
+from fsserver.faces.images import DecodedImage, decode_image
 from support import RunningServer
 
 DIM = 16  # the vector_server fixture's dimension

@@ -161,9 +161,9 @@ def test_recovery_logs_what_the_wal_replayed(
         ids = [r.id for r in client.add_vectors(vectors(5))]
         client.delete(ids[:1])
     first.server.stop(grace=0, save=False)  # like a crash: only the WAL has the changes
-    caplog.set_level(logging.INFO, logger="fsserver.store.recovery")
+    caplog.set_level(logging.INFO, logger="fsserver.storage.recovery")
     start_server(data_dir=data, dim=DIM)
-    replays = [r.getMessage() for r in caplog.records if r.name == "fsserver.store.recovery"]
+    replays = [r.getMessage() for r in caplog.records if r.name == "fsserver.storage.recovery"]
     assert len(replays) == 1
     assert "2 record(s) after LSN 0" in replays[0]
     assert "1 adds of 5 items, 1 deletes of 1 ids" in replays[0]

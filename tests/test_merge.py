@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fsserver.shards.merge import merge_hits
-from fsserver.store.backend import Hits
+from fsserver.storage.backend import Hits
 
 
 def _hits(ids: list[list[int]], distances: list[list[float]], metadata: bool = True) -> Hits:

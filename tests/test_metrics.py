@@ -15,8 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from fsclient import FaceSearchError
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
-from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
+from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from support import RunningServer
 
 DIM = 8

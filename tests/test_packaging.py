@@ -11,7 +11,7 @@ from pathlib import Path
 import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
-STUBS = REPO / "client" / "fsclient" / "_proto"
+STUBS = REPO / "client" / "fsproto"
 
 
 def _load_generator():  # type: ignore[no-untyped-def]
@@ -25,15 +25,18 @@ def _load_generator():  # type: ignore[no-untyped-def]
 def test_checked_in_stubs_are_fresh(tmp_path: Path) -> None:
     generated = _load_generator().generate(tmp_path)
     fresh = {p.relative_to(tmp_path): p.read_bytes() for p in generated}
-    fresh.update({p.relative_to(tmp_path): b"" for p in tmp_path.rglob("__init__.py")})
+    fresh.update(
+        {p.relative_to(tmp_path): b"" for p in tmp_path.rglob("facesearch/**/__init__.py")}
+    )
+    # The package's own __init__.py (its docstring) and py.typed are written by hand.
     checked_in = {
         p.relative_to(STUBS): p.read_bytes()
-        for p in STUBS.rglob("*")
+        for p in (STUBS / "facesearch").rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
     stale = sorted(str(p) for p in fresh if checked_in.get(p) != fresh[p])
     assert not stale, f"stubs are stale, run `make proto`: {stale}"
-    assert set(checked_in) == set(fresh), "extra files under _proto"
+    assert set(checked_in) == set(fresh), "extra files under fsproto/facesearch"
 
 
 def test_the_proto_compiles_standalone(tmp_path: Path) -> None:
@@ -66,7 +69,7 @@ def test_the_default_server_does_not_import_ray(tmp_path: Path) -> None:
     """Ray is an optional extra: only --backend ray may import it."""
     code = (
         "import sys; from pathlib import Path;"
-        "from fsserver.config import Config; from fsserver.server import FaceSearchServer;"
+        "from fsserver.config import Config; from fsserver.api.server import FaceSearchServer;"
         f"s = FaceSearchServer(Config(listen='127.0.0.1:0', data_dir=Path({str(tmp_path)!r}),"
         " dim=4, model='', detector='')).start();"
         "s.stop(); print('ray' in sys.modules)"
@@ -107,8 +110,9 @@ def test_pip_install_dot_is_the_thin_client_alone(tmp_path: Path) -> None:
         check=True,
         cwd=tmp_path,
     ).stdout.strip()
-    # Import names are not generic: no top-level server, client or protos module.
-    assert top_level == "['fsclient', 'fsserver']", top_level
+    # Import names are not generic: no top-level server, client or protos module
+    # (fsproto: the generated stubs, which client and server both import).
+    assert top_level == "['fsclient', 'fsproto', 'fsserver']", top_level
     shown = subprocess.run(
         [str(venv / "bin" / "fsclient"), "--help"], capture_output=True, text=True, timeout=60
     )

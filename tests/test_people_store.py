@@ -25,10 +25,10 @@ import pytest
 from fsclient.types import ItemSummary, Page, Person
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import InvalidArgument, NotFound
-from fsserver.store.backend import StoreOptions
-from fsserver.store.local import LocalStore
-from fsserver.store.records import Record, RecordTable, choose_labels
-from fsserver.store.wal_records import (
+from fsserver.storage.backend import StoreOptions
+from fsserver.storage.local import LocalStore
+from fsserver.storage.records import Record, RecordTable, choose_labels
+from fsserver.storage.wal_records import (
     AddRecord,
     DeleteRecord,
     RelabelRecord,
@@ -359,8 +359,8 @@ import json, sys
 import numpy as np
 from pathlib import Path
 from fsserver.contract import EmbeddingContract
-from fsserver.store.backend import StoreOptions
-from fsserver.store.local import LocalStore
+from fsserver.storage.backend import StoreOptions
+from fsserver.storage.local import LocalStore
 
 data, seed = Path(sys.argv[1]), int(sys.argv[2])
 contract = EmbeddingContract.build(model="", detector="", dim=8, space="euclidean",

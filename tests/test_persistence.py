@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fsserver.errors import ContractMismatch
-from fsserver.store.snapshot import SnapshotCorrupt, snapshot_dirs
+from fsserver.storage.snapshot import SnapshotCorrupt, snapshot_dirs
 from support import RunningServer
 
 DIM = 8

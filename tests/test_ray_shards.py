@@ -20,9 +20,9 @@ import pytest
 
 from fsclient import AddItem, FaceSearchClient, FaceSearchError
 from fsclient.types import Person
+from fsserver.api.server import FaceSearchServer
 from fsserver.config import Config
 from fsserver.errors import FailedPrecondition, NotFound
-from fsserver.server import FaceSearchServer
 from support import RunningServer, launch_server
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ def test_reopening_keeps_ids_global_and_refuses_another_shard_count(
 def test_people_forget_and_rename_span_every_shard_and_survive_a_crash(
     start_server: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
-    from fsserver.store.records import choose_labels
+    from fsserver.storage.records import choose_labels
 
     data = tmp_path / "sharded"
     server = _sharded(start_server, 3, data_dir=data)

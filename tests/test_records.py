@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from fsserver.contract import EmbeddingContract
-from fsserver.store.index import Entry, FaceIndex
-from fsserver.store.records import NO_RECORD, Record, RecordTable
-from fsserver.store.snapshot import load_snapshot, save_snapshot
+from fsserver.storage.index import Entry, FaceIndex
+from fsserver.storage.records import NO_RECORD, Record, RecordTable
+from fsserver.storage.snapshot import load_snapshot, save_snapshot
 
 CONTRACT = EmbeddingContract.build(
     model="", detector="", dim=4, space="euclidean", storage="float32"

@@ -24,12 +24,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from certificates import Pki, make_pki
 from fsclient import FaceSearchClient, FaceSearchError
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
-from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsclient.connection import ConnectionSetupError
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
+from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsserver.api.security import SecuritySetupError, TokenAuthInterceptor
+from fsserver.api.server import FaceSearchServer
 from fsserver.config import Config
-from fsserver.security import SecuritySetupError, TokenAuthInterceptor
-from fsserver.server import FaceSearchServer
 from support import RunningServer, launch_server, run_cli
 
 DIM = 8

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fsclient import FaceSearchClient, FaceSearchError
-from fsserver.store.snapshot import snapshot_dirs
+from fsserver.storage.snapshot import snapshot_dirs
 from support import RunningServer, launch_server
 
 DIM = 8
@@ -84,7 +84,7 @@ def test_a_contract_mismatch_stops_start_up_with_one_clear_line(tmp_path: Path) 
 def test_health_is_not_serving_until_loaded(start_server: Callable[..., RunningServer]) -> None:
     from dataclasses import replace
 
-    from fsserver.server import FaceSearchServer
+    from fsserver.api.server import FaceSearchServer
 
     running = start_server(dim=DIM)
     server = FaceSearchServer(replace(running.server.config, data_dir=running.data_dir / "x"))

@@ -20,9 +20,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fsclient import FaceSearchClient
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
-from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
-from fsserver.store.snapshot import snapshot_dirs
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
+from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsserver.storage.snapshot import snapshot_dirs
 
 DIM = 8
 BATCH = 4

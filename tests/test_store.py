@@ -9,8 +9,8 @@ import pytest
 
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import InvalidArgument, NotFound
-from fsserver.store.index import Entry, FaceIndex, Record
-from fsserver.store.snapshot import load_snapshot, save_snapshot
+from fsserver.storage.index import Entry, FaceIndex, Record
+from fsserver.storage.snapshot import load_snapshot, save_snapshot
 
 DIM = 12
 

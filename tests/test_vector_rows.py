@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fsclient import AddItem
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
-from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
+from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from support import RunningServer
 
 DIM = 16

@@ -12,13 +12,13 @@ import pytest
 
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import ContractMismatch, NotFound
-from fsserver.store import index as index_module
-from fsserver.store import snapshot as snapshot_module
-from fsserver.store import wal as wal_module
-from fsserver.store.index import Entry, FaceIndex, Record
-from fsserver.store.recovery import open_store
-from fsserver.store.snapshot import SnapshotCorrupt, save_snapshot, snapshot_dirs
-from fsserver.store.wal import WalCorrupt, WalWriteFailed
+from fsserver.storage import index as index_module
+from fsserver.storage import snapshot as snapshot_module
+from fsserver.storage import wal as wal_module
+from fsserver.storage.index import Entry, FaceIndex, Record
+from fsserver.storage.recovery import open_store
+from fsserver.storage.snapshot import SnapshotCorrupt, save_snapshot, snapshot_dirs
+from fsserver.storage.wal import WalCorrupt, WalWriteFailed
 
 DIM = 8
 CONTRACT = EmbeddingContract.build(
@@ -99,7 +99,7 @@ def test_a_torn_last_record_is_dropped_and_logged(
     with segment.open("r+b") as f:
         f.truncate(size - cut)
 
-    with caplog.at_level(logging.WARNING, logger="fsserver.store.wal"):
+    with caplog.at_level(logging.WARNING, logger="fsserver.storage.wal"):
         again = Store(tmp_path)
     assert (again.report.replayed, again.report.dropped) == (2, 1)
     assert "dropped 1 record(s)" in caplog.text and segment.name in caplog.text
@@ -127,7 +127,7 @@ def test_a_corrupt_record_in_the_middle_drops_it_and_everything_after(
     raw[-3 * (len(raw) // 5)] ^= 0x55  # somewhere in the second or third record
     segment.write_bytes(bytes(raw))
 
-    with caplog.at_level(logging.WARNING, logger="fsserver.store.wal"):
+    with caplog.at_level(logging.WARNING, logger="fsserver.storage.wal"):
         again = Store(tmp_path)
     assert again.report.dropped >= 2
     assert again.report.replayed + again.report.dropped == 4
@@ -197,7 +197,7 @@ def test_a_corrupt_newest_snapshot_falls_back_to_the_previous_one_plus_the_wal(
     raw[len(raw) // 2] ^= 0xFF
     (newest / "index.voyager").write_bytes(bytes(raw))
 
-    with caplog.at_level(logging.ERROR, logger="fsserver.store.snapshot"):
+    with caplog.at_level(logging.ERROR, logger="fsserver.storage.snapshot"):
         again = Store(tmp_path)
     assert str(newest / "index.voyager") in caplog.text
     assert [p.name for p in snapshot_dirs(tmp_path)] == ["000000000001"]

@@ -18,8 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 from fsclient import convert
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
-from fsclient._proto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from fsclient.connection import PemSource, Security
 from fsclient.types import (
     AddItem,
@@ -38,6 +36,8 @@ from fsclient.types import (
     VectorRows,
     VerifyResult,
 )
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
+from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 # Photos straight off a phone run to 10+ MB; the server's default limit matches.

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from fsclient._proto.facesearch.v1 import facesearch_pb2 as pb
 from fsclient.types import (
     AddItem,
     AddResult,
@@ -39,6 +38,7 @@ from fsclient.types import (
     VectorRows,
     VerifyResult,
 )
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
 
 
 def vector_to_pb(vector: FloatArray | Iterable[float]) -> pb.Vector:

@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fsserver: {error}", file=sys.stderr)
         return 2
     try:
-        from fsserver.server import FaceSearchServer
+        from fsserver.api.server import FaceSearchServer
     except ImportError as error:
         print(
             f"fsserver: the server stack is not installed ({error.name}): "

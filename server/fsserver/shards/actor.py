@@ -19,9 +19,9 @@ import numpy as np
 from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Person, SaveResult
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError, FailedPrecondition, NotFound, Unavailable
-from fsserver.store.backend import Hits, StoreOptions, StoreStats
-from fsserver.store.index import IdArray
-from fsserver.store.local import LocalStore
+from fsserver.storage.backend import Hits, StoreOptions, StoreStats
+from fsserver.storage.index import IdArray
+from fsserver.storage.local import LocalStore
 
 log = logging.getLogger(__name__)
 

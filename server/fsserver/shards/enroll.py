@@ -41,14 +41,14 @@ class EmbedPhotos:
     def __init__(
         self, model: str, detector: str, max_side: int, max_pixels: int, alignment: str = "auto"
     ) -> None:
-        from fsserver.embedder import DeepFaceEmbedder
+        from fsserver.faces.embedder import DeepFaceEmbedder
 
         self._embedder = DeepFaceEmbedder(model, detector, alignment)
         self._max_side, self._max_pixels = max_side, max_pixels
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from fsserver.errors import FaceSearchError
-        from fsserver.images import decode_image
+        from fsserver.faces.images import decode_image
 
         dim = self._embedder.dim
         paths = [str(p) for p in batch["path"]]

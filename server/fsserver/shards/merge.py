@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fsserver.store.backend import Hits
+from fsserver.storage.backend import Hits
 
 
 def merge_hits(parts: Sequence[Hits], k: int) -> Hits:

@@ -50,10 +50,10 @@ from fsserver.errors import (
 )
 from fsserver.shards.actor import ShardActor
 from fsserver.shards.merge import merge_hits
-from fsserver.store.backend import Hits, StoreOptions, StoreStats
-from fsserver.store.index import claim_ids
-from fsserver.store.records import choose_labels
-from fsserver.store.sharding import claim_layout, shard_dir, shard_of
+from fsserver.storage.backend import Hits, StoreOptions, StoreStats
+from fsserver.storage.index import claim_ids
+from fsserver.storage.records import choose_labels
+from fsserver.storage.sharding import claim_layout, shard_dir, shard_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

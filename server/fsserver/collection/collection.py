@@ -1,0 +1,418 @@
+"""What the server does, in Python types: the gRPC servicer only converts and maps errors.
+
+The engine owns the face model (worker processes, or an embedder in this process; neither in
+vector-only mode) and an index backend (store/backend.py): by default one LocalStore in the
+data directory, which at start loads the newest intact snapshot and replays the WAL; with
+--backend ray, Ray shard actors that each do so (fsserver/shards/). It is the one place that
+knows how an image becomes index entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fsclient.types import (
+    BatchResult,
+    CompactResult,
+    Embedding,
+    Face,
+    FaceMatches,
+    FloatArray,
+    Item,
+    Neighbor,
+    QueryResult,
+    SaveResult,
+    Stats,
+)
+from fsserver.admission import Alive, EmbedQueue, always_alive
+from fsserver.collection.adding import AddPath
+from fsserver.collection.decisions import Rule
+from fsserver.collection.people import People, check_threshold
+from fsserver.config import Config
+from fsserver.contract import EmbeddingContract, deepface_threshold
+from fsserver.errors import (
+    Cancelled,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from fsserver.faces.embedder import Embedder, Faces, embed_bytes
+from fsserver.faces.pool import EmbedPool
+from fsserver.storage import validation
+from fsserver.storage.backend import Hits, IndexBackend, StoreOptions
+from fsserver.storage.index import FaceIndex
+from fsserver.storage.local import LocalStore, lock_directory
+from fsserver.storage.sharding import read_layout
+
+log = logging.getLogger(__name__)
+
+# Past this a query walks most of any graph this server could hold; brute force is cheaper.
+MAX_EF = 100_000
+
+
+class Collection(AddPath):
+    def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
+        self.config = config
+        self._embedder = embedder
+        self._pool: EmbedPool | None = None  # with no embedder given and --embed-workers > 0
+        self._store: IndexBackend | None = None
+        self.embed_queue = EmbedQueue(config.max_embed_queue)
+        self._lock_fd: int | None = None
+        self._people: People | None = None
+
+    # ---- start-up --------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the face model (unless vector-only), then the index backend."""
+        data_dir = Path(self.config.data_dir)
+        # One server per data directory (two appending to one WAL would corrupt it);
+        # taken before the model loads, so a second server fails at once.
+        self._lock_fd = lock_directory(data_dir)
+        if not self.config.vector_only and self._embedder is None:
+            if self.config.embed_workers > 0:
+                # Returns once every worker has loaded: health is SERVING only after that.
+                self._pool = EmbedPool(
+                    self.config.embed_workers,
+                    self.config.model,
+                    self.config.detector,
+                    self.config.max_image_side,
+                    self.config.max_image_pixels,
+                    alignment=self.config.alignment,
+                )
+            else:
+                from fsserver.faces.embedder import DeepFaceEmbedder
+
+                self._embedder = DeepFaceEmbedder(
+                    self.config.model, self.config.detector, self.config.alignment
+                )
+        contract = self.contract()
+        threshold = self.config.threshold
+        if threshold is None:
+            threshold = deepface_threshold(contract.model, contract.space)
+        options = StoreOptions(
+            m=self.config.m,
+            ef_construction=self.config.ef_construction,
+            ef=self.config.ef,
+            threshold=threshold,
+            target_recall=self.config.target_recall,
+            compact_deleted_share=self.config.compact_deleted_share,
+            checkpoint_wal_mb=self.config.checkpoint_wal_mb,
+        )
+        if self.config.backend == "ray":
+            # Imported only here: the default server never imports Ray.
+            from fsserver.shards.router import RayShards
+
+            self._store = RayShards.open(data_dir, contract, options, self.config)
+        else:
+            check_not_sharded(data_dir)
+            self._store = LocalStore(data_dir, contract, options, lock=False)  # locked above
+        self._people = People(self, threshold)
+
+    def close(self) -> None:
+        """Stop the face model's workers, close the index backend and release the data
+        directory (the server has stopped)."""
+        if self._people is not None:
+            self._people.close()
+        if self._pool is not None:
+            self._pool.close()
+        if self._store is not None:
+            self._store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def contract(self) -> EmbeddingContract:
+        face_model = self._face_model
+        if face_model is not None:
+            model, detector, dim = face_model.model, face_model.detector, face_model.dim
+            alignment = face_model.alignment  # "auto" already resolved by the face model
+            detection = face_model.detection
+        else:
+            assert self.config.dim is not None, "a face server needs its embedder loaded"
+            model, detector, dim, alignment = self.config.model, "", self.config.dim, ""
+            detection = ""
+        return EmbeddingContract.build(
+            model=model,
+            detector=detector,
+            dim=dim,
+            space=self.config.space,
+            storage=self.config.storage,
+            alignment=alignment,
+            detection=detection,
+        )
+
+    @property
+    def loaded(self) -> bool:
+        return self._store is not None
+
+    @property
+    def store(self) -> IndexBackend:
+        if self._store is None:
+            raise Unavailable("the server is still loading its model and index")
+        return self._store
+
+    @property
+    def index(self) -> FaceIndex:
+        """The in-process index (the local backend only: tests and benchmarks look inside)."""
+        store = self.store
+        if not isinstance(store, LocalStore):
+            raise FailedPrecondition("the index lives in Ray shard actors, not this process")
+        return store.index
+
+    def validate_vector(self, vector: FloatArray) -> FloatArray:
+        """See validation.validate_vector."""
+        return validation.validate_vector(self.store.contract, vector)
+
+    def validate_matrix(self, matrix: FloatArray) -> FloatArray:
+        """See validation.validate_matrix."""
+        return validation.validate_matrix(self.store.contract, matrix)
+
+    # ---- images ----------------------------------------------------------------------
+
+    @property
+    def _face_model(self) -> Embedder | EmbedPool | None:
+        return self._embedder if self._embedder is not None else self._pool
+
+    @property
+    def embed_pool(self) -> EmbedPool | None:
+        """The face model's worker processes, if it runs in them."""
+        return self._pool
+
+    def _faces(self, image: bytes) -> Faces:
+        if self._pool is not None:
+            return self._pool.embed(image)  # decoded and downscaled in the worker too
+        if self._embedder is None:
+            raise FailedPrecondition(
+                f"this server is vector-only (dim {self.config.dim}, no face model): "
+                "send vectors, not images"
+            )
+        config = self.config
+        return embed_bytes(self._embedder, image, config.max_image_side, config.max_image_pixels)
+
+    def embed(self, image: bytes) -> Embedding:
+        with self.embed_queue.admit(wait=False):
+            faces = self._faces(image)
+        if not faces:
+            raise FailedPrecondition("no face was found in the image")
+        face_model = self._face_model
+        assert face_model is not None  # _faces refused a vector-only server
+        return Embedding([f.face for f in faces], face_model.model, face_model.dim)
+
+    # ---- add -------------------------------------------------------------------------
+
+    def check_vector_model(self, vector_model: str) -> None:
+        model = self.store.contract.model
+        if vector_model and model and vector_model != model:
+            raise FailedPrecondition(
+                f"the vectors come from model {vector_model!r}; this index holds {model!r} "
+                "embeddings, which are not comparable"
+            )
+
+    # ---- query -----------------------------------------------------------------------
+
+    def query_rows(
+        self,
+        image: bytes | None,
+        vector: FloatArray | None,
+        id: int | None,
+        vector_model: str,
+        alive: Alive,
+    ) -> tuple[FloatArray, list[Face] | None, float]:
+        """The query rows (one per face of an image), the faces, and the embedding time."""
+        if image is not None:
+            with self.embed_queue.admit(wait=False):
+                started = time.perf_counter()
+                detected = self._faces(image)
+                embed_seconds = time.perf_counter() - started
+            if not alive():
+                raise Cancelled("the client cancelled or its deadline passed")
+            if not detected:
+                raise FailedPrecondition("no face was found in the query image")
+            faces = [d.face for d in detected]
+            matrix = np.stack([self.validate_vector(f.embedding) for f in faces])
+            return matrix, faces, embed_seconds
+        if vector is not None:
+            self.check_vector_model(vector_model)
+            return self.validate_vector(vector)[None, :], None, 0.0
+        if id is not None:
+            return self.store.get(id).vector[None, :], None, 0.0
+        raise InvalidArgument("a query needs an image, a vector or an id")
+
+    def query(
+        self,
+        *,
+        image: bytes | None = None,
+        vector: FloatArray | None = None,
+        id: int | None = None,
+        k: int,
+        ef: int | None = None,
+        exact: bool = False,
+        vector_model: str = "",
+        threshold: float | None = None,
+        alive: Alive = always_alive,
+    ) -> QueryResult:
+        store = self.store
+        self._check_search(k, ef)
+        limit = self._match_threshold(threshold)
+        matrix, faces, embed_seconds = self.query_rows(image, vector, id, vector_model, alive)
+        started = time.perf_counter()
+        hits = store.search(matrix, k, ef, exact, with_metadata=True)
+        search_seconds = time.perf_counter() - started
+        results = [
+            FaceMatches(face=faces[row] if faces else None, neighbors=_neighbors(hits, row, limit))
+            for row in range(len(matrix))
+        ]
+        return QueryResult(results, search_seconds=search_seconds, embed_seconds=embed_seconds)
+
+    def _match_threshold(self, override: float | None) -> float | None:
+        """Query's `match`: the override, else the open-set rule's distance threshold."""
+        if override is not None:
+            check_threshold(override)
+            return override
+        return self.decision_rule.threshold
+
+    @property
+    def people(self) -> People:
+        """Identify, Verify and the people RPCs."""
+        if self._people is None:
+            raise Unavailable("the server is still loading its model and index")
+        return self._people
+
+    @property
+    def decision_rule(self) -> Rule:
+        return self.people.rule
+
+    def query_batch(
+        self,
+        vectors: FloatArray,
+        *,
+        k: int,
+        ef: int | None = None,
+        exact: bool = False,
+        with_metadata: bool = False,
+        vector_model: str = "",
+    ) -> BatchResult:
+        """The k nearest of every row of a flat float32 array of rows x dim values."""
+        store = self.store
+        self._check_search(k, ef)
+        self.check_vector_model(vector_model)
+        dim = store.contract.dim
+        if vectors.size == 0 or vectors.size % dim:
+            raise InvalidArgument(
+                f"a batch of {vectors.size} values is not whole rows of this index's "
+                f"dimension {dim}"
+            )
+        matrix = self.validate_matrix(vectors.reshape(-1, dim))
+        started = time.perf_counter()
+        hits = store.search(matrix, k, ef, exact, with_metadata)
+        search_seconds = time.perf_counter() - started
+        threshold = self.decision_rule.threshold
+        distances = hits.distances
+        matches = (
+            distances <= threshold if threshold is not None else np.zeros(hits.ids.shape, bool)
+        )
+        return BatchResult(
+            ids=hits.ids,
+            distances=distances,
+            labels=hits.labels,
+            matches=matches,
+            metadata=hits.metadata,
+            search_seconds=search_seconds,
+        )
+
+    def _check_search(self, k: int, ef: int | None) -> None:
+        if not 1 <= k <= self.config.max_k:
+            raise InvalidArgument(f"k must be between 1 and {self.config.max_k} (--max-k), not {k}")
+        if ef is not None and not 1 <= ef <= MAX_EF:
+            raise InvalidArgument(f"ef must be between 1 and {MAX_EF}, not {ef}")
+
+    # ---- the rest --------------------------------------------------------------------
+
+    def get(self, id: int) -> Item:
+        return self.store.get(id)
+
+    def delete(self, ids: Sequence[int]) -> int:
+        if not ids:
+            raise InvalidArgument("delete needs at least one id")
+        if len(ids) > self.config.max_batch_items:
+            raise ResourceExhausted(
+                f"a delete names {len(ids)} ids; the limit is {self.config.max_batch_items} "
+                "(--max-batch-items)"
+            )
+        deleted = self.store.delete(ids)
+        self.people.gallery_changed()
+        return deleted
+
+    def _gallery_changed(self) -> None:
+        self.people.gallery_changed()
+
+    @property
+    def unsaved_changes(self) -> bool:
+        return self._store is not None and self._store.unsaved_changes
+
+    def save(self) -> SaveResult:
+        """Compact first if enough is deleted, then write a snapshot and trim the WAL
+        (in every shard, with the Ray backend)."""
+        return self.store.save()
+
+    def compact(self) -> CompactResult:
+        return self.store.compact()
+
+    def stats(self) -> Stats:
+        store = self.store
+        stored = store.stats()
+        contract = store.contract
+        return Stats(
+            count=stored.count,
+            dim=contract.dim,
+            space=contract.space,
+            storage=contract.storage,
+            model=contract.model,
+            detector=contract.detector,
+            ef=stored.ef,
+            deleted=stored.deleted,
+            threshold=self.decision_rule.threshold or 0.0,
+            normalization=contract.normalization,
+            snapshot=stored.snapshot,
+            wal_replayed=stored.wal_replayed,
+            wal_dropped=stored.wal_dropped,
+            wal_bytes=stored.wal_bytes,
+            embed_queue=self.embed_queue.depth,
+            target_recall=stored.target_recall,
+            estimated_recall=stored.estimated_recall,
+            recall_measured_at=stored.recall_measured_at,
+            decision=self.decision_rule.public,
+            alignment=contract.alignment,
+            people=len(store.people()),
+        )
+
+
+def _neighbors(hits: Hits, row: int, threshold: float | None) -> list[Neighbor]:
+    metadata = hits.metadata[row] if hits.metadata is not None else [""] * len(hits.ids[row])
+    return [
+        Neighbor(id, label, meta, distance, threshold is not None and distance <= threshold)
+        for id, label, meta, distance in zip(
+            hits.ids[row].tolist(),
+            hits.labels[row],
+            metadata,
+            hits.distances[row].tolist(),
+            strict=True,
+        )
+    ]
+
+
+def check_not_sharded(data_dir: Path) -> None:
+    """The single index must not open a directory that holds Ray shards (it would look
+    empty and start a second, unrelated index beside them)."""
+    layout = read_layout(data_dir)
+    if layout is not None:
+        raise FailedPrecondition(
+            f"{data_dir} holds {layout} Ray shards: start with --backend ray --shards {layout}"
+        )

@@ -1,0 +1,610 @@
+"""The face/vector index: a Voyager HNSW index plus labels, metadata and thumbnails.
+
+Ids are uint64 and stable; labels, metadata and thumbnails live in a RecordTable (a few
+bytes per labelled item; see records.py), so a million vectors cost little beyond
+Voyager's own memory.
+
+With a write-ahead log attached, every add, delete and relabel is appended and fsynced
+before it is applied, all under one mutation lock, so the log's order is the index's order
+and a replay rebuilds exactly what clients were told was stored.
+
+People are labels: `people` counts the live items of each, `items` lists items by id,
+`forget` deletes a person's items (logged as a delete of their ids) and `rename` relabels
+them (logged as a relabel), `gallery_rows` reads their vectors for calibration.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import voyager
+
+from fsclient.types import FloatArray, Item, ItemSummary, Neighbor, Page, Person
+from fsserver.contract import EmbeddingContract
+from fsserver.errors import FaceSearchError, InvalidArgument, NotFound, ResourceExhausted
+from fsserver.storage import exact, validation
+from fsserver.storage.records import NO_RECORD, Record, RecordTable, label_counts
+from fsserver.storage.rwlock import ReadWriteLock
+from fsserver.storage.wal import WriteAheadLog
+from fsserver.storage.wal_records import AddRecord, DeleteRecord, RelabelRecord, WalRecord
+
+log = logging.getLogger(__name__)
+
+MAX_ID = 2**64 - 1
+IdArray = npt.NDArray[np.uint64]
+_SPACES = {"euclidean": voyager.Space.Euclidean, "cosine": voyager.Space.Cosine}
+_STORAGES = {"float32": voyager.StorageDataType.Float32, "e4m3": voyager.StorageDataType.E4M3}
+# Rows per add_items call: lookups by id wait for at most one chunk of inserts. Smaller
+# chunks cost bulk loads dearly (60k face-like rows: 6,046/s at 256 rows, 7,900/s at 1024,
+# 8,040/s in one call), so a Get may wait ~0.1-0.3 s behind a bulk load instead.
+_INSERT_CHUNK = 1024
+# Grow capacity in big steps: a resize locks queries out, so it should be rare.
+_MIN_CAPACITY = 1024
+# Vectors read per lock hold by scans (live_chunks, gallery_rows): writers wait at most one.
+_SCAN_CHUNK = 16_384
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item to store. `vector` must have passed validate_vector."""
+
+    vector: FloatArray
+    id: int | None = None
+    record: Record = NO_RECORD
+
+
+class FaceIndex:
+    def __init__(
+        self,
+        contract: EmbeddingContract,
+        *,
+        m: int = 12,
+        ef_construction: int = 200,
+        ef: int = 64,
+        threshold: float | None = None,
+        voyager_index: voyager.Index | None = None,
+        records: RecordTable | None = None,
+        deleted: Iterable[int] = (),
+        next_id: int = 0,
+    ) -> None:
+        self.contract = contract
+        self.default_ef = ef
+        self.threshold = threshold
+        self._index = voyager_index or voyager.Index(
+            _SPACES[contract.space],
+            num_dimensions=contract.dim,
+            M=m,
+            ef_construction=ef_construction,
+            max_elements=_MIN_CAPACITY,
+            storage_data_type=_STORAGES[contract.storage],
+        )
+        self._records = records or RecordTable()
+        self._deleted: set[int] = set(deleted)
+        # Persisted, so an id freed by delete and compaction is never handed out again.
+        self._next_id = max(next_id, max((int(i) for i in self._index.ids), default=-1) + 1)
+        self.version = 0  # bumped by every change, so callers can tell if a save is due
+        self._lock = ReadWriteLock()  # queries/inserts read; resize/delete/swap write
+        # Voyager's id table may not be read (contains, get_vector, ids) while add_items
+        # writes it: lookups by id and insert chunks take this lock; searches do not.
+        self._labels = threading.Lock()
+        self._mutation = threading.Lock()  # one add, delete, relabel or snapshot at a time
+        self.wal: WriteAheadLog | None = None
+        # While a compaction rebuilds the graph, changes are also queued for the new one.
+        self._pending: list[WalRecord] | None = None
+        self._compaction = threading.Lock()
+
+    # ---- facts -----------------------------------------------------------------------
+
+    @property
+    def count(self) -> int:
+        return len(self._index) - len(self._deleted)
+
+    @property
+    def deleted_count(self) -> int:
+        return len(self._deleted)
+
+    @property
+    def voyager_index(self) -> voyager.Index:
+        return self._index
+
+    @property
+    def next_id(self) -> int:
+        return self._next_id
+
+    def __contains__(self, id: int) -> bool:
+        return 0 <= id <= MAX_ID and id in self._index and id not in self._deleted
+
+    # ---- writes ----------------------------------------------------------------------
+
+    def validate_vector(self, vector: FloatArray) -> FloatArray:
+        """See validation.validate_vector."""
+        return validation.validate_vector(self.contract, vector)
+
+    def validate_matrix(self, matrix: FloatArray) -> FloatArray:
+        """See validation.validate_matrix."""
+        return validation.validate_matrix(self.contract, matrix)
+
+    def add(self, entries: Sequence[Entry]) -> list[int | FaceSearchError]:
+        """Store entries in one Voyager call; per entry its id or its own error (see add_rows)."""
+        if not entries:
+            return []
+        return self.add_rows(
+            np.stack([e.vector for e in entries]),
+            ids=[e.id for e in entries],
+            labels=[e.record.label for e in entries],
+            metadata=[e.record.metadata for e in entries],
+            thumbnails=[e.record.thumbnail for e in entries],
+        )
+
+    def add_rows(
+        self,
+        vectors: FloatArray,
+        *,
+        ids: Sequence[int | None],
+        labels: Sequence[str],
+        metadata: Sequence[str],
+        thumbnails: Sequence[bytes],
+    ) -> list[int | FaceSearchError]:
+        """Store rows (validated vectors, one per row of every column) in one Voyager call;
+        per row its id or its own error (a bad or repeated id).
+
+        With a WAL, the accepted rows are logged and fsynced first: when this returns, they
+        survive a crash. An OSError from the log fails the whole call, storing nothing.
+        """
+        with self._mutation:
+            outcomes = self._claim_ids(ids)
+            kept = [row for row, outcome in enumerate(outcomes) if isinstance(outcome, int)]
+            if not kept:
+                return outcomes
+            every = len(kept) == len(outcomes)
+            record = AddRecord(
+                lsn=0,
+                ids=np.array([outcomes[row] for row in kept], dtype=np.uint64),
+                vectors=vectors if every else vectors[kept],
+                labels=list(labels) if every else [labels[row] for row in kept],
+                metadata=list(metadata) if every else [metadata[row] for row in kept],
+                thumbnails=list(thumbnails) if every else [thumbnails[row] for row in kept],
+            )
+            if self.wal is not None:
+                self.wal.append(record)
+            self._apply_or_unlog(record)
+        return outcomes
+
+    def _claim_ids(self, requested: Sequence[int | None]) -> list[int | FaceSearchError]:
+        outcomes, self._next_id = claim_ids(requested, self._next_id)
+        return outcomes
+
+    def replay(self, record: WalRecord) -> None:
+        """Apply a logged change at start-up (it was validated before it was logged)."""
+        with self._mutation:
+            if isinstance(record, AddRecord):
+                top = int(record.ids.max()) if len(record.ids) else -1
+                self._next_id = max(self._next_id, top + 1)
+            self._apply(record)
+
+    def _apply_or_unlog(self, record: WalRecord) -> None:
+        """Apply a change just logged; if that fails, take it back out of the log too.
+
+        Validation should make this never fail, but a record the index cannot apply must
+        not stay in the log, where it would stop every later start-up.
+        """
+        try:
+            self._apply(record)
+        except Exception:
+            if self.wal is not None:
+                self.wal.drop_last()
+            raise
+
+    def _apply(self, record: WalRecord) -> None:
+        """Make a change visible; the caller holds the mutation lock."""
+        if isinstance(record, AddRecord):
+            before = {id: self._records.get(id) for id in record.ids.tolist()}
+            try:
+                _insert(self._index, self._deleted, self._lock, self._labels, record, self._records)
+            except Exception:
+                for id, old in before.items():
+                    self._records.set(id, old)
+                raise
+        elif isinstance(record, DeleteRecord):
+            live = [i for i in record.ids.tolist() if i in self]
+            with self._lock.write():
+                for id in live:
+                    self._index.mark_deleted(id)
+                    self._deleted.add(id)
+                    self._records.discard(id)
+        else:
+            # Like a delete: a get (read side) sees every item before or after, not a mix.
+            with self._lock.write():
+                self._records.relabel(record.old, record.new)
+        if self._pending is not None:
+            self._pending.append(record)
+        self.version += 1
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """Delete all of ids, or none: NotFound names the unknown ones. Logged first."""
+        with self._mutation:
+            unique = list(dict.fromkeys(ids))
+            missing = [i for i in unique if i not in self]
+            if missing:
+                shown = ", ".join(str(i) for i in missing[:10])
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                raise NotFound(f"no item with id {shown}{more}; nothing was deleted")
+            self._log_and_apply(DeleteRecord(lsn=0, ids=np.array(unique, dtype=np.uint64)))
+        return len(unique)
+
+    def _log_and_apply(self, record: WalRecord) -> None:
+        """Log (fsynced) and apply a change; the caller holds the mutation lock."""
+        if self.wal is not None:
+            self.wal.append(record)
+        self._apply_or_unlog(record)
+
+    # ---- people ----------------------------------------------------------------------
+
+    def forget(self, label: str) -> int:
+        """Delete every live item labelled `label`, as one logged delete of their ids (all
+        or nothing); how many. NotFound when no live item has the label."""
+        _require_label(label)
+        with self._mutation:  # every writer takes it: the records hold still meanwhile
+            ids = self._records.ids_labelled([label])
+            if not len(ids):
+                raise NotFound(f"no item is labelled {label!r}; nothing was deleted")
+            self._log_and_apply(DeleteRecord(lsn=0, ids=ids))
+        return len(ids)
+
+    def rename(self, old: str, new: str) -> int:
+        """Relabel every live item labelled `old` as `new` (merging into `new` when items
+        carry it already), logged as one relabel; how many. NotFound when none has `old`."""
+        _require_label(old)
+        _require_label(new)
+        with self._mutation:
+            count = self._records.count_of(old)
+            if not count:
+                raise NotFound(f"no item is labelled {old!r}; nothing was relabelled")
+            if new != old:
+                self._log_and_apply(RelabelRecord(lsn=0, old=old, new=new))
+        return count
+
+    def people(self) -> list[Person]:
+        """Every label some live item carries, with its live item count, by label."""
+        with self._lock.read(), self._labels:
+            per_code, names = self._records.code_counts()
+        counts = label_counts(per_code, names)  # the slow part (a dict), without the locks
+        return [Person(label, counts[label]) for label in sorted(counts)]
+
+    def item_ids(self, label: str | None, upto: int | None = None) -> tuple[IdArray, int]:
+        """The first `upto` (all when None) ids of live items, ascending, labelled `label`
+        when given ("": unlabelled items); and how many match in all."""
+        with self._lock.read(), self._labels:
+            ids = self._matching_ids(label)
+        return (ids if upto is None else ids[:upto]), len(ids)
+
+    def _matching_ids(self, label: str | None) -> IdArray:
+        """Ascending ids of live items labelled `label`; the caller holds the read and
+        labels locks. Records hold labels of live items only (a delete discards them)."""
+        if label:
+            return self._records.ids_labelled([label])
+        ids = np.sort(self._live_ids())
+        if label == "":
+            ids = ids[self._records.codes_of(ids) == 0]
+        return ids
+
+    def items(self, label: str | None, offset: int, limit: int) -> Page[ItemSummary]:
+        """Live items in ascending id order (labelled `label` when given), from `offset`,
+        at most `limit`; `total` is how many match."""
+        if offset < 0 or limit < 0:
+            raise InvalidArgument(f"offset and limit must not be negative: {offset}, {limit}")
+        with self._lock.read(), self._labels:
+            ids = self._matching_ids(label)
+            entries = self._summaries(ids[offset : offset + limit])
+        return Page(entries, len(ids))
+
+    def summaries(self, ids: Sequence[int]) -> list[ItemSummary]:
+        """Id, label and metadata of those of ids that are live, in the order given."""
+        with self._lock.read(), self._labels:
+            return self._summaries(np.array([i for i in ids if i in self], np.uint64))
+
+    def _summaries(self, ids: IdArray) -> list[ItemSummary]:
+        if not len(ids):
+            return []
+        row = ids[None, :]
+        labels, metadata = self._records.labels_of(row)[0], self._records.metadata_of(row)[0]
+        return [
+            ItemSummary(id, label, meta)
+            for id, label, meta in zip(ids.tolist(), labels, metadata, strict=True)
+        ]
+
+    def gallery_rows(self, labels: Sequence[str]) -> tuple[IdArray, list[str], FloatArray]:
+        """Ids (ascending), labels and stored vectors of the live items labelled any of
+        `labels`. Ids are found in one short lock hold and vectors read a chunk per hold
+        (as live_chunks does), so a big gallery never holds writers, and so queries, off
+        for long; a change made meanwhile may or may not be seen."""
+        with self._lock.read(), self._labels:
+            index = self._index  # a compaction may swap in another; this one stays valid
+            ids = self._records.ids_labelled(labels)
+        read = list(self._read_chunks(index, ids, _SCAN_CHUNK))
+        kept = np.concatenate([np.zeros(0, np.uint64), *(chunk for chunk, _ in read)])
+        vectors = np.concatenate(
+            [np.zeros((0, self.contract.dim), np.float32), *(v for _, v in read)]
+        )
+        names = self._records.labels_of(kept[None, :])[0] if len(kept) else []
+        return kept, names, vectors
+
+    # ---- compaction ------------------------------------------------------------------
+
+    def compact(self) -> int:
+        """Rebuild the graph without deleted items, reclaiming their memory; ids stay.
+
+        Queries, adds and deletes go on while the new graph is built: changes made
+        meanwhile are queued and applied to it before it replaces the old one. Returns how
+        many deleted items were dropped.
+        """
+        with self._compaction:
+            with self._mutation:
+                dropped = len(self._deleted)
+                if not dropped:
+                    return 0
+                live = [i for i in self._index.ids if i not in self._deleted]
+                vectors = np.asarray(self._index.get_vectors(live), dtype=np.float32)
+                self._pending = []
+            try:
+                index = self._empty_like(max(len(live), _MIN_CAPACITY))
+                if live:
+                    index.add_items(vectors, ids=live)
+                del vectors
+                with self._mutation:
+                    deleted: set[int] = set()
+                    for record in self._pending:
+                        # Relabels change only the records, which both graphs share.
+                        if isinstance(record, AddRecord):
+                            _insert(index, deleted, None, None, record, None)
+                        elif isinstance(record, DeleteRecord):
+                            for id in record.ids.tolist():
+                                if id in index and id not in deleted:
+                                    index.mark_deleted(id)
+                                    deleted.add(id)
+                    with self._lock.write():
+                        self._index, self._deleted = index, deleted
+                    self.version += 1
+                    log.info(
+                        "compaction: %d deleted items dropped, %d changes made during the "
+                        "rebuild carried over",
+                        dropped,
+                        len(self._pending),
+                    )
+            finally:
+                self._pending = None
+        return dropped
+
+    def _empty_like(self, capacity: int) -> voyager.Index:
+        old = self._index
+        return voyager.Index(
+            old.space,
+            num_dimensions=old.num_dimensions,
+            M=old.M,
+            ef_construction=old.ef_construction,
+            max_elements=capacity,
+            storage_data_type=old.storage_data_type,
+        )
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def get(self, id: int) -> Item:
+        # Read side: no delete or swap meanwhile; labels lock: no insert writing the id
+        # table, and the record and the vector come from the same write.
+        with self._lock.read(), self._labels:
+            if id not in self:
+                raise NotFound(f"no item with id {id}")
+            record = self._records.get(id)
+            vector = np.asarray(self._index.get_vector(id), dtype=np.float32)
+        return Item(id, record.label, record.metadata, vector, record.thumbnail)
+
+    def query(
+        self, vectors: FloatArray, k: int, ef: int | None = None, exact: bool = False
+    ) -> list[list[Neighbor]]:
+        """k nearest live items for each row of `vectors`, nearest first."""
+        ids, distances = self.search(vectors, k, ef, exact)
+        return [
+            self._neighbors(row_ids, row_d) for row_ids, row_d in zip(ids, distances, strict=True)
+        ]
+
+    def search(
+        self, vectors: FloatArray, k: int, ef: int | None = None, exact: bool = False
+    ) -> tuple[npt.NDArray[np.uint64], FloatArray]:
+        """Ids and user-scale distances (rows x min(k, count)) of each row's nearest items.
+
+        `exact` is brute force over every stored vector; otherwise the HNSW graph is walked
+        with `ef` (the default ef when None, raised to k).
+        """
+        if k < 1:
+            raise InvalidArgument(f"k must be at least 1, not {k}")
+        # Voyager takes only writable, contiguous float32 (not a view of request bytes).
+        matrix = np.require(np.atleast_2d(vectors), np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
+        k = min(k, self.count)
+        if k == 0:
+            return np.zeros((len(matrix), 0), np.uint64), np.zeros((len(matrix), 0), np.float32)
+        found = None
+        if not exact:
+            # Deleted items can leave the graph walk short of k (RecallError): be exact then.
+            query_ef = max(ef or self.default_ef, k)
+            with self._lock.read(), suppress(voyager.RecallError):
+                if len(matrix) == 1:  # the 1-D call skips Voyager's thread pool
+                    one_ids, one_distances = self._index.query(matrix[0], k=k, query_ef=query_ef)
+                    found = one_ids[None, :], one_distances[None, :]
+                else:
+                    found = self._index.query(matrix, k=k, query_ef=query_ef)
+        ids, raw = found if found is not None else self.exact_nearest(matrix, k)
+        distances = self.contract.to_user_distances(np.asarray(raw, dtype=np.float32))
+        return np.asarray(ids, dtype=np.uint64), distances
+
+    def exact_nearest(self, matrix: FloatArray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force: ids and Voyager-scale distances of each row's k nearest live items."""
+        cosine = self.contract.space == "cosine"
+        return exact.nearest(matrix, k, self.live_chunks(), cosine=cosine)
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[npt.NDArray[np.uint64], FloatArray]:
+        """n live items drawn at random: their ids and stored vectors."""
+        with self._lock.read(), self._labels:
+            ids = self._live_ids()
+            picked = rng.choice(ids, size=min(n, len(ids)), replace=False)
+            vectors = np.asarray(self._index.get_vectors(picked), dtype=np.float32)
+        return picked, vectors
+
+    def vectors_of(self, ids: npt.NDArray[np.uint64]) -> FloatArray:
+        """The stored vectors of live or deleted ids (for calibration's brute force)."""
+        with self._lock.read(), self._labels:
+            return np.asarray(self._index.get_vectors(ids), dtype=np.float32)
+
+    def _live_ids(self) -> npt.NDArray[np.uint64]:
+        """Ids of live items; the caller holds the read and labels locks."""
+        ids = np.fromiter(self._index.ids, np.uint64, len(self._index))
+        if self._deleted:
+            gone = np.fromiter(self._deleted, np.uint64, len(self._deleted))
+            ids = ids[~np.isin(ids, gone)]
+        return ids
+
+    def live_chunks(
+        self, size: int = _SCAN_CHUNK
+    ) -> Iterator[tuple[npt.NDArray[np.uint64], FloatArray]]:
+        """Every live item's id and stored vector, a chunk at a time.
+
+        Locks are held per chunk, not throughout, so a scan of a million vectors never
+        holds writers off for long; a change made mid-scan may or may not be seen.
+        """
+        with self._lock.read(), self._labels:
+            index = self._index  # a compaction may swap in another; this one stays valid
+            ids = self._live_ids()
+        yield from self._read_chunks(index, ids, size)
+
+    def _read_chunks(
+        self, index: voyager.Index, ids: npt.NDArray[np.uint64], size: int
+    ) -> Iterator[tuple[npt.NDArray[np.uint64], FloatArray]]:
+        """The stored vectors of `ids` in `index`, a chunk per lock hold."""
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            with self._lock.read(), self._labels:
+                # An item deleted since the scan began is gone from it (Voyager refuses to
+                # read a deleted item's vector); a swapped-out graph changes no more.
+                if index is self._index and self._deleted:
+                    deleted = self._deleted
+                    chunk = chunk[[id not in deleted for id in chunk.tolist()]]
+                vectors = np.asarray(index.get_vectors(chunk), dtype=np.float32)
+            yield chunk, vectors
+
+    def labels_of(self, ids: npt.NDArray[np.uint64]) -> list[list[str]]:
+        """The label of each id in a rows x k table of search results."""
+        return self._records.labels_of(ids)
+
+    def metadata_of(self, ids: npt.NDArray[np.uint64]) -> list[list[str]]:
+        return self._records.metadata_of(ids)
+
+    def _neighbors(self, ids: np.ndarray, distances: np.ndarray) -> list[Neighbor]:
+        row = ids[None, :]
+        labels, metadata = self._records.labels_of(row)[0], self._records.metadata_of(row)[0]
+        threshold = self.threshold
+        return [
+            Neighbor(id, label, meta, distance, threshold is not None and distance <= threshold)
+            for id, label, meta, distance in zip(
+                ids.tolist(), labels, metadata, distances.tolist(), strict=True
+            )
+        ]
+
+    # ---- for snapshots ---------------------------------------------------------------
+
+    @contextmanager
+    def frozen(self) -> Iterator[FaceIndex]:
+        """Hold off mutations (queries go on) while a snapshot is written."""
+        with self._mutation:
+            yield self
+
+    @property
+    def records(self) -> RecordTable:
+        return self._records
+
+    @property
+    def deleted(self) -> set[int]:
+        return self._deleted
+
+
+def _require_label(label: str) -> None:
+    if not label:
+        raise InvalidArgument("the label must not be empty: unlabelled items are no person")
+
+
+def claim_ids(
+    requested: Sequence[int | None], next_id: int
+) -> tuple[list[int | FaceSearchError], int]:
+    """Ids for a batch (each requested one, or the counter's next for None), or per item
+    why not (out of range, repeated in the batch); and the counter after them.
+
+    The counter only grows, past every id handed out or requested, so a fresh id never
+    collides with one in use (the sharded router keeps one such counter for all shards).
+    """
+    if all(id is None for id in requested) and next_id + len(requested) <= MAX_ID:
+        return list(range(next_id, next_id + len(requested))), next_id + len(requested)
+    seen: set[int] = set()
+    outcomes: list[int | FaceSearchError] = []
+    for wanted in requested:
+        if wanted is None:
+            if next_id > MAX_ID:
+                outcomes.append(ResourceExhausted("no free id above the largest one in use"))
+                continue
+            wanted = next_id
+        elif not 0 <= wanted <= MAX_ID:
+            outcomes.append(InvalidArgument(f"id {wanted} is outside 0..2^64-1"))
+            continue
+        if wanted in seen:
+            outcomes.append(InvalidArgument(f"id {wanted} appears more than once in this batch"))
+            continue
+        next_id = max(next_id, wanted + 1)
+        seen.add(wanted)
+        outcomes.append(wanted)
+    return outcomes, next_id
+
+
+def _insert(
+    index: voyager.Index,
+    deleted: set[int],
+    lock: ReadWriteLock | None,
+    labels: threading.Lock | None,
+    record: AddRecord,
+    records: RecordTable | None,
+) -> None:
+    """Add or replace rows (and their records); grows capacity and revives deleted ids.
+
+    Rows go in chunks, each under the labels lock with its records, so a lookup by id
+    waits at most one chunk and sees a record and a vector from the same write.
+    Replacements go in one thread: Voyager crashed replacing rows in parallel with adds.
+    """
+    ids = record.ids.tolist()
+    revived = [i for i in ids if i in deleted]
+    needed = len(index) + len(ids)
+    if needed > index.max_elements or revived:
+        with lock.write() if lock else nullcontext():
+            if needed > index.max_elements:
+                index.resize(max(needed, 2 * index.max_elements))
+            for id in revived:
+                index.unmark_deleted(id)
+                deleted.discard(id)
+    replacing = np.array([id in index for id in ids], dtype=bool)
+    extras = any(record.metadata) or any(record.thumbnails)
+    for rows, threads in ((np.flatnonzero(replacing), 1), (np.flatnonzero(~replacing), -1)):
+        for start in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[start : start + _INSERT_CHUNK]
+            chunk_ids = [ids[i] for i in chunk]
+            with lock.read() if lock else nullcontext(), labels or nullcontext():
+                if records is not None:
+                    positions = chunk.tolist()
+                    records.set_labels(chunk_ids, [record.labels[i] for i in positions])
+                    # Bulk loads carry neither and replace nothing that had any: skip the rows.
+                    if extras or records.has_any_extras:
+                        for i in positions:
+                            metadata, thumbnail = record.metadata[i], record.thumbnails[i]
+                            if metadata or thumbnail or records.has_extras(ids[i]):
+                                records.set_extras(ids[i], metadata, thumbnail)
+                index.add_items(record.vectors[chunk], ids=chunk_ids, num_threads=threads)

@@ -1,0 +1,284 @@
+"""One durable index in one directory: Voyager + records + WAL + snapshots + calibration.
+
+The single-process server keeps one LocalStore in its data directory; each Ray shard actor
+keeps one in data_dir/shards/<i>/. Opening it locks the directory, loads the newest intact
+snapshot and replays the WAL; every add, delete, forget and rename is in the WAL, fsynced,
+before it returns; Save writes a snapshot (compacting first past a deleted share) and trims
+the WAL; a background checkpoint saves once the WAL passes --checkpoint-wal-mb.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Page, Person, SaveResult
+from fsserver.contract import EmbeddingContract
+from fsserver.errors import FaceSearchError, FailedPrecondition
+from fsserver.storage.backend import Hits, StoreOptions, StoreStats
+from fsserver.storage.calibration import RecallCalibrator
+from fsserver.storage.heap import release_free_memory
+from fsserver.storage.index import FaceIndex, IdArray
+from fsserver.storage.records import choose_labels
+from fsserver.storage.recovery import open_store
+from fsserver.storage.snapshot import save_snapshot
+from fsserver.storage.wal import RecoveryReport
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "LOCK"
+
+
+def lock_directory(directory: Path, wait_seconds: float = 0.0) -> int:
+    """An exclusive flock on directory/LOCK (one writer per WAL), as an open descriptor.
+
+    The kernel drops the lock when its holder dies, so a restarted shard waits a little
+    (`wait_seconds`) for the process it replaces to be gone rather than failing at once.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise FailedPrecondition(
+                    f"another fsserver is using the data directory {directory}"
+                ) from None
+            time.sleep(0.1)
+
+
+class LocalStore:
+    """The IndexBackend of one directory (see backend.py)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        contract: EmbeddingContract,
+        options: StoreOptions,
+        *,
+        lock: bool = True,
+        lock_wait_seconds: float = 0.0,
+    ) -> None:
+        """Open (and with `lock`, lock) the directory: snapshot, then WAL replay."""
+        self.directory = directory
+        self.options = options
+        self._lock_fd = lock_directory(directory, lock_wait_seconds) if lock else None
+        try:
+            recovered = open_store(
+                directory,
+                contract,
+                m=options.m,
+                ef_construction=options.ef_construction,
+                ef=options.ef,
+                threshold=options.threshold,
+            )
+        except BaseException:
+            self._unlock()
+            raise
+        if not recovered.snapshot:
+            log.info("no snapshot in %s: starting from the WAL alone", directory)
+        self.index: FaceIndex = recovered.index
+        self.snapshot = recovered.snapshot
+        self.recovery: RecoveryReport = recovered.report
+        # Replayed changes are durable in the WAL already; a save is not due for them.
+        self._saved_version = self.index.version
+        self._save_lock = threading.Lock()
+        self._checkpointing = threading.Event()
+        release_free_memory()  # the snapshot's and the replay's temporary buffers
+        self._calibrator = (
+            RecallCalibrator(self.index, options.target_recall) if options.target_recall else None
+        )
+
+    # ---- facts -----------------------------------------------------------------------
+
+    @property
+    def contract(self) -> EmbeddingContract:
+        return self.index.contract
+
+    @property
+    def threshold(self) -> float | None:
+        return self.index.threshold
+
+    @property
+    def count(self) -> int:
+        return self.index.count
+
+    @property
+    def next_id(self) -> int:
+        return self.index.next_id
+
+    @property
+    def unsaved_changes(self) -> bool:
+        return self.index.version != self._saved_version
+
+    # ---- writes ----------------------------------------------------------------------
+
+    def add_rows(
+        self,
+        vectors: FloatArray,
+        *,
+        ids: Sequence[int | None],
+        labels: Sequence[str],
+        metadata: Sequence[str],
+        thumbnails: Sequence[bytes],
+    ) -> list[int | FaceSearchError]:
+        outcomes = self.index.add_rows(
+            vectors, ids=ids, labels=labels, metadata=metadata, thumbnails=thumbnails
+        )
+        self._changed()
+        return outcomes
+
+    def delete(self, ids: Sequence[int]) -> int:
+        deleted = self.index.delete(ids)
+        self._changed()
+        return deleted
+
+    def forget(self, label: str) -> int:
+        forgotten = self.index.forget(label)
+        self._changed()
+        return forgotten
+
+    def rename(self, old: str, new: str) -> int:
+        renamed = self.index.rename(old, new)
+        self._maybe_checkpoint()  # no vector changed: recall calibration has nothing new
+        return renamed
+
+    def _changed(self) -> None:
+        if self._calibrator is not None:
+            self._calibrator.note_change()
+        self._maybe_checkpoint()
+
+    def _maybe_checkpoint(self) -> None:
+        """Start a background snapshot once the WAL has grown past --checkpoint-wal-mb."""
+        limit = self.options.checkpoint_wal_mb * 1024 * 1024
+        wal = self.index.wal
+        if not limit or wal is None or wal.segment_bytes < limit:
+            return
+        if self._checkpointing.is_set():
+            return
+        self._checkpointing.set()
+        threading.Thread(target=self._checkpoint, name="checkpoint", daemon=True).start()
+
+    def _checkpoint(self) -> None:
+        try:
+            log.info(
+                "checkpoint: the WAL passed %d MB, saving a snapshot",
+                self.options.checkpoint_wal_mb,
+            )
+            self.save()
+        except Exception:
+            log.exception("checkpoint failed; the WAL keeps every change")
+        finally:
+            self._checkpointing.clear()
+
+    # ---- reads -----------------------------------------------------------------------
+
+    def search(
+        self,
+        vectors: FloatArray,
+        k: int,
+        ef: int | None = None,
+        exact: bool = False,
+        with_metadata: bool = False,
+    ) -> Hits:
+        index = self.index
+        ids, distances = index.search(vectors, k, ef, exact)
+        return Hits(
+            ids=ids,
+            distances=distances,
+            labels=index.labels_of(ids),
+            metadata=index.metadata_of(ids) if with_metadata else None,
+        )
+
+    def get(self, id: int) -> Item:
+        return self.index.get(id)
+
+    def people(self) -> list[Person]:
+        return self.index.people()
+
+    def items(self, label: str | None, offset: int, limit: int) -> Page[ItemSummary]:
+        return self.index.items(label, offset, limit)
+
+    def item_ids(self, label: str | None, upto: int) -> tuple[IdArray, int]:
+        """The first `upto` matching ids, ascending, and the total (Ray's items pages)."""
+        return self.index.item_ids(label, upto)
+
+    def summaries(self, ids: Sequence[int]) -> list[ItemSummary]:
+        return self.index.summaries(ids)
+
+    def gallery(self, max_people: int, seed: int = 0) -> tuple[list[str], FloatArray]:
+        chosen = choose_labels((p.label for p in self.people()), max_people, seed)
+        _, labels, vectors = self.index.gallery_rows(chosen)
+        return labels, vectors
+
+    def gallery_rows(self, labels: Sequence[str]) -> tuple[IdArray, list[str], FloatArray]:
+        """Ids, labels and vectors of the live items of `labels` (Ray's gallery)."""
+        return self.index.gallery_rows(labels)
+
+    def missing(self, ids: Sequence[int]) -> list[int]:
+        """Which of ids are not stored (live)."""
+        return [id for id in ids if id not in self.index]
+
+    # ---- persistence -----------------------------------------------------------------
+
+    def save(self) -> SaveResult:
+        """Compact first if enough is deleted, then write a snapshot and trim the WAL."""
+        with self._save_lock:  # one snapshot at a time; numbering stays sequential
+            index = self.index
+            stored = index.count + index.deleted_count
+            if stored and index.deleted_count / stored >= self.options.compact_deleted_share:
+                self.compact()
+            version = index.version
+            result = save_snapshot(index, self.directory)
+            self.snapshot, self._saved_version = result.snapshot, version
+            return result
+
+    def compact(self) -> CompactResult:
+        started = time.perf_counter()
+        removed = self.index.compact()
+        release_free_memory()  # the rebuild's copy of every vector
+        if self._calibrator is not None:
+            self._calibrator.note_change()
+        seconds = time.perf_counter() - started
+        if removed:
+            log.info("compacted: %d deleted items dropped in %.2fs", removed, seconds)
+        return CompactResult(removed=removed, count=self.index.count, seconds=seconds)
+
+    def stats(self) -> StoreStats:
+        index, calibrator = self.index, self._calibrator
+        latest = calibrator.latest if calibrator else None
+        return StoreStats(
+            count=index.count,
+            deleted=index.deleted_count,
+            ef=index.default_ef,
+            target_recall=calibrator.target if calibrator else 0.0,
+            estimated_recall=latest.recall if latest else 0.0,
+            recall_measured_at=latest.measured_at if latest else 0,
+            snapshot=self.snapshot,
+            wal_replayed=self.recovery.replayed,
+            wal_dropped=self.recovery.dropped,
+            wal_bytes=index.wal.size_bytes if index.wal else 0,
+        )
+
+    def close(self) -> None:
+        """Stop calibrating, close the WAL and release the directory."""
+        if self._calibrator is not None:
+            self._calibrator.close()
+        with self._save_lock:  # let a background checkpoint finish first
+            if self.index.wal is not None:
+                self.index.wal.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
