@@ -180,7 +180,7 @@ def start(servers: list[RunningServer], data_dir: Path, align: str) -> RunningSe
 def make_data_dir(servers: list[RunningServer], data_dir: Path, align: str) -> None:
     """A face data dir under `align`: one vector in a snapshot, one more in the WAL."""
     running = start(servers, data_dir, align)
-    assert running.server.engine.contract().alignment == align
+    assert running.server.catalog.default.contract().alignment == align
     with running.client() as client:
         client.add_vectors(np.full(128, 0.1, np.float32), labels=["a"], vector_model="Dlib")
         client.save()

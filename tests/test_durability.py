@@ -95,7 +95,7 @@ def test_compaction_drops_deleted_items_and_keeps_ids(
         client.delete(deleted)
         result = client.compact()
         assert (result.removed, result.count) == (200, 200)
-        assert len(server.server.engine.index.voyager_index) == 200  # memory reclaimed
+        assert len(server.server.catalog.default.index.voyager_index) == 200  # memory reclaimed
         stats = client.stats()
         assert (stats.count, stats.deleted) == (200, 0)
         for id in (1, 201, 399):
@@ -131,7 +131,7 @@ def test_save_compacts_once_the_deleted_share_passes_the_threshold(
         client.save()
         stats = client.stats()
         assert (stats.count, stats.deleted) == (60, 0)
-    assert len(server.server.engine.index.voyager_index) == 60
+    assert len(server.server.catalog.default.index.voyager_index) == 60
 
 
 def test_adds_and_deletes_during_a_compaction_are_kept(
@@ -203,8 +203,8 @@ def test_health_turns_serving_only_after_the_wal_is_replayed(
             assert health.Check(check).status == health_pb2.HealthCheckResponse.NOT_SERVING
             again.load()
             assert health.Check(check).status == health_pb2.HealthCheckResponse.SERVING
-        assert again.engine.stats().wal_replayed == 10
-        assert again.engine.stats().count == 5000
+        assert again.catalog.default.stats().wal_replayed == 10
+        assert again.catalog.default.stats().count == 5000
     finally:
         again.stop(grace=None)
 

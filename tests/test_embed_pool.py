@@ -93,7 +93,7 @@ def in_process(embedder: Embedder, path: Path) -> list[DetectedFace]:
 
 
 def pool_of(running: RunningServer) -> EmbedPool:
-    pool = running.server.engine.embed_pool
+    pool = running.server.catalog.default.embed_pool
     assert pool is not None, "the server embeds in-process"
     return pool
 
@@ -240,7 +240,7 @@ def test_a_worker_killed_mid_image_fails_that_image_only_and_is_replaced(
 def test_stopping_the_server_stops_every_worker(tmp_path: Path, faces_dir: Path) -> None:
     config = Config(listen="127.0.0.1:0", data_dir=tmp_path / "data", embed_workers=1)
     server = FaceSearchServer(config).start()
-    pool = server.engine.embed_pool
+    pool = server.catalog.default.embed_pool
     assert pool is not None
     first = pool.pids
     os.kill(first[0], signal.SIGKILL)
@@ -286,7 +286,7 @@ def test_embed_workers_0_embeds_in_the_server_process(
     config = Config(listen="127.0.0.1:0", data_dir=tmp_path / "data", embed_workers=0)
     running = RunningServer(FaceSearchServer(config).start(), config.data_dir)
     try:
-        assert running.server.engine.embed_pool is None
+        assert running.server.catalog.default.embed_pool is None
         with running.client(timeout=WAIT) as client:
             result = client.add_images([faces_dir / "img1.jpg"])[0]
             expected = in_process(dlib_embedder, faces_dir / "img1.jpg")

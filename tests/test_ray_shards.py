@@ -36,7 +36,7 @@ def _ray_shards(server: RunningServer) -> RayShards:
     # file (then deselects it) in an environment without Ray.
     from fsserver.shards.router import RayShards
 
-    store = server.server.engine.store
+    store = server.server.catalog.default.store
     assert isinstance(store, RayShards)
     return store
 

@@ -25,6 +25,7 @@ from fsclient.cli_args import (
     positive_float,
     positive_int,
 )
+from fsclient.cli_collections import register as register_collection_commands
 from fsclient.cli_people import register as register_people_commands
 from fsclient.client import DEFAULT_SERVER, FaceSearchClient, FaceSearchError
 from fsclient.enroll import DEFAULT_IMAGE_BATCH, DEFAULT_VECTOR_BATCH, Enrollment, EnrollOptions
@@ -206,6 +207,12 @@ def _add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool)
         help=f"the facesearch server (default: $FSCLIENT_SERVER, else {DEFAULT_SERVER})",
     )
     group.add_argument(
+        "--collection",
+        metavar="NAME",
+        default=default(None),
+        help="the collection to work on (default: $FSCLIENT_COLLECTION, else 'default')",
+    )
+    group.add_argument(
         "--timeout",
         type=positive_float,
         metavar="SECONDS",
@@ -354,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compact", "rebuild the index without deleted items (memory back; ids unchanged)"
     ).set_defaults(run=run_compact)
     register_people_commands(command)  # people, list, forget, rename, identify, verify
+    register_collection_commands(command)  # collections [create NAME | drop NAME]
     return parser
 
 
@@ -376,6 +384,7 @@ def _connect(args: argparse.Namespace) -> FaceSearchClient:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         token=token,
+        collection=args.collection,
     )
 
 

@@ -6,6 +6,7 @@ as bytes) and sent as bytes; the client never hands the server a path or a URL.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,6 +24,8 @@ from fsclient.types import (
     AddItem,
     AddResult,
     BatchResult,
+    CollectionInfo,
+    CollectionSpec,
     CompactResult,
     Embedding,
     IdentifyResult,
@@ -45,6 +48,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 ImageSource = str | os.PathLike[str] | bytes
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class FaceSearchError(Exception):
@@ -99,6 +103,13 @@ class FaceSearchClient:
     Each falls back to $FSCLIENT_TLS_CA, $FSCLIENT_TLS_CERT, $FSCLIENT_TLS_KEY and
     $FSCLIENT_TOKEN (`tls=False` or `token=""` opt out); see fsclient.connection.
     Unusable files or tokens raise ConnectionSetupError (a ValueError) here, at once.
+
+    `collection`: the collection every data call works on (default: $FSCLIENT_COLLECTION,
+    else the server's "default"). `client.collection("name")` is another view of the same
+    connection on another collection:
+
+    >>> cameras = client.collection("front-door")
+    >>> cameras.identify("visitor.jpg")
     """
 
     def __init__(
@@ -112,8 +123,13 @@ class FaceSearchClient:
         tls_cert: PemSource | None = None,
         tls_key: PemSource | None = None,
         token: str | None = None,
+        collection: str | None = None,
     ) -> None:
         self.target = target or os.environ.get("FSCLIENT_SERVER") or DEFAULT_SERVER
+        # Every data call goes to this collection ("" is the server's default).
+        self.collection_name = (
+            collection if collection is not None else os.environ.get("FSCLIENT_COLLECTION", "")
+        )
         self.timeout = timeout
         self._security = Security.resolve(
             tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token
@@ -153,7 +169,14 @@ class FaceSearchClient:
                 f"cannot reach the facesearch server at {self.target} (waited {timeout:g}s)",
             ) from None
 
+    def collection(self, name: str) -> FaceSearchClient:
+        """This connection, working on collection `name` (closing either closes both)."""
+        view = copy.copy(self)
+        view.collection_name = name
+        return view
+
     def _call(self, method: Callable[..., T], request: object) -> T:
+        _address(request, self.collection_name)
         try:
             return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
@@ -187,6 +210,7 @@ class FaceSearchClient:
         return self._add_stream(requests)
 
     def _add_stream(self, requests: Iterator[pb.AddRequest]) -> Iterator[list[AddResult]]:
+        requests = (_address(request, self.collection_name) for request in requests)
         try:
             for response in self._stub.Add(requests, timeout=self.timeout, metadata=self._metadata):
                 yield [convert.add_result_from_pb(r) for r in response.results]
@@ -436,6 +460,41 @@ class FaceSearchClient:
         if threshold is not None:
             request.threshold = threshold
         return convert.verify_result_from_pb(self._call(self._stub.Verify, request))
+
+    # ---- collections ---------------------------------------------------------------------
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        model: str = "",
+        dim: int = 0,
+        space: str = "",
+        storage: str = "",
+        m: int = 0,
+        ef_construction: int = 0,
+    ) -> CollectionInfo:
+        """A new collection: of faces embedded by `model`, or of raw vectors of `dim`."""
+        spec = CollectionSpec(name, model, dim, space, storage, m, ef_construction)
+        request = convert.collection_spec_to_pb(spec)
+        return convert.collection_info_from_pb(self._call(self._stub.CreateCollection, request))
+
+    def collections(self) -> list[CollectionInfo]:
+        """Every collection, "default" first."""
+        response = self._call(self._stub.ListCollections, pb.ListCollectionsRequest())
+        return [convert.collection_info_from_pb(c) for c in response.collections]
+
+    def drop_collection(self, name: str) -> int:
+        """Delete a collection and everything in it; returns how many items it held."""
+        request = pb.DropCollectionRequest(name=name)
+        return self._call(self._stub.DropCollection, request).items
+
+
+def _address(request: R, collection: str) -> R:
+    """Name the collection on a data request (Embed and the collection RPCs have none)."""
+    if collection and "collection" in type(request).DESCRIPTOR.fields_by_name:  # type: ignore[attr-defined]
+        request.collection = collection  # type: ignore[attr-defined]
+    return request
 
 
 def _every_page(fetch: Callable[[int, str], tuple[Page[T], str]]) -> list[T]:

@@ -18,6 +18,8 @@ from fsclient.types import (
     BatchResult,
     Box,
     Candidate,
+    CollectionInfo,
+    CollectionSpec,
     CompactResult,
     DecisionRule,
     Embedding,
@@ -272,28 +274,9 @@ def save_result_from_pb(message: pb.SaveResponse) -> SaveResult:
     )
 
 
-_STATS_FIELDS = [
-    "count",
-    "dim",
-    "space",
-    "storage",
-    "model",
-    "detector",
-    "ef",
-    "deleted",
-    "threshold",
-    "normalization",
-    "snapshot",
-    "wal_replayed",
-    "wal_dropped",
-    "wal_bytes",
-    "embed_queue",
-    "target_recall",
-    "estimated_recall",
-    "recall_measured_at",
-    "people",
-    "alignment",
-]
+# Every scalar field of Stats, converted by name: a new field is its proto field and its
+# dataclass field, nothing here.
+_STATS_FIELDS = [f.name for f in dataclasses.fields(Stats) if f.name != "decision"]
 
 
 def stats_to_pb(stats: Stats) -> pb.StatsResponse:
@@ -431,4 +414,28 @@ def verify_result_from_pb(message: pb.VerifyResponse) -> VerifyResult:
         face=face_from_pb(message.face) if message.HasField("face") else None,
         other_face=face_from_pb(message.other_face) if message.HasField("other_face") else None,
         other_id=message.other_id if message.HasField("other_id") else None,
+    )
+
+
+# ---- collections -------------------------------------------------------------------------
+# Field names match the messages', so these convert by name.
+
+
+def collection_spec_to_pb(spec: CollectionSpec) -> pb.CreateCollectionRequest:
+    return pb.CreateCollectionRequest(**dataclasses.asdict(spec))
+
+
+def collection_spec_from_pb(message: pb.CreateCollectionRequest) -> CollectionSpec:
+    return CollectionSpec(
+        **{f.name: getattr(message, f.name) for f in dataclasses.fields(CollectionSpec)}
+    )
+
+
+def collection_info_to_pb(info: CollectionInfo) -> pb.CollectionInfo:
+    return pb.CollectionInfo(**dataclasses.asdict(info))
+
+
+def collection_info_from_pb(message: pb.CollectionInfo) -> CollectionInfo:
+    return CollectionInfo(
+        **{f.name: getattr(message, f.name) for f in dataclasses.fields(CollectionInfo)}
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from fsclient.types import (
     AddResult,
     BatchResult,
     Box,
+    CollectionInfo,
     CompactResult,
     DecisionRule,
     Embedding,
@@ -186,8 +187,10 @@ def _format_table(rows: Sequence[tuple[str, str]]) -> str:
 def format_stats(stats: Stats) -> str:
     return _format_table(
         [
+            ("collection", stats.collection or "default"),
             ("count", str(stats.count)),
             ("deleted", str(stats.deleted)),
+            ("memory", f"~{format_bytes(stats.memory_bytes)}"),
             ("dim", str(stats.dim)),
             ("space", stats.space),
             ("storage", stats.storage),
@@ -340,29 +343,12 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
         "bytes": s.bytes,
         "seconds": s.seconds,
     },
+    # Every field by name: a new Stats field needs no edit here (but a row in docs/json.md).
     Stats: lambda s: {
-        "count": s.count,
-        "deleted": s.deleted,
-        "dim": s.dim,
-        "space": s.space,
-        "storage": s.storage,
-        "model": s.model,
-        "detector": s.detector,
-        "normalization": s.normalization,
-        "threshold": float(s.threshold),
-        "ef": s.ef,
-        "snapshot": s.snapshot,
-        "wal_replayed": s.wal_replayed,
-        "wal_dropped": s.wal_dropped,
-        "wal_bytes": s.wal_bytes,
-        "embed_queue": s.embed_queue,
-        "target_recall": float(s.target_recall),
-        "estimated_recall": float(s.estimated_recall),
-        "recall_measured_at": s.recall_measured_at,
-        "decision": _optional(s.decision),
-        "people": s.people,
-        "alignment": s.alignment,
+        f.name: _optional(getattr(s, f.name)) if f.name == "decision" else getattr(s, f.name)
+        for f in fields(s)
     },
+    CollectionInfo: asdict,
     BatchResult: lambda b: {
         "ids": b.ids.tolist(),
         "distances": b.distances.tolist(),

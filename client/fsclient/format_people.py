@@ -31,7 +31,7 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _columns(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
+def columns(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> list[str]:
     """Rows of cells as aligned columns, two spaces apart; `right` aligns a column right."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
@@ -54,7 +54,7 @@ def format_people(people: Sequence[Person]) -> str:
     rows = [("person", "items")] + [(shown(p.label), str(p.count)) for p in people]
     items = sum(p.count for p in people)
     footer = f"{len(people)} {'person' if len(people) == 1 else 'people'}, {_plural(items, 'item')}"
-    return "\n".join([*_columns(rows, (False, True)), footer])
+    return "\n".join([*columns(rows, (False, True)), footer])
 
 
 def format_items(items: Sequence[ItemSummary], label: str | None = None) -> str:
@@ -69,7 +69,7 @@ def format_items(items: Sequence[ItemSummary], label: str | None = None) -> str:
     rows = [("id", "label", "metadata")] + [
         (str(i.id), shown(i.label) or "(none)", shown(i.metadata)) for i in items
     ]
-    return "\n".join([*_columns(rows, (True, False, False)), footer])
+    return "\n".join([*columns(rows, (True, False, False)), footer])
 
 
 def format_forget(label: str, deleted: int) -> str:
@@ -117,7 +117,7 @@ def format_candidates(candidates: Sequence[Candidate], indent: str = "  ") -> li
     ]
     if not rows:
         return []
-    return [indent + line for line in _columns(rows, (False, False, False, False))]
+    return [indent + line for line in columns(rows, (False, False, False, False))]
 
 
 def format_rule(rule: DecisionRule, threshold: float | None = None) -> str:

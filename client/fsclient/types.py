@@ -196,6 +196,8 @@ class Stats:
     decision: DecisionRule | None = None  # the open-set rule in force
     people: int = 0  # distinct labels among the live items
     alignment: str = ""  # "dlib" | "deepface" | "" (vector-only)
+    collection: str = ""  # which collection these are of
+    memory_bytes: int = 0  # an estimate of the collection's index in memory
 
 
 @dataclass(frozen=True)
@@ -293,3 +295,36 @@ class VerifyResult:
     face: Face | None = None
     other_face: Face | None = None
     other_id: int | None = None  # the named person's nearest item
+
+
+# ---- collections ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What CreateCollection asks for: a face `model` or a raw `dim` (exactly one); empty
+    space/storage and zero m/ef_construction take the server's defaults."""
+
+    name: str
+    model: str = ""
+    dim: int = 0
+    space: str = ""
+    storage: str = ""
+    m: int = 0
+    ef_construction: int = 0
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    model: str
+    detector: str
+    alignment: str
+    dim: int
+    space: str
+    storage: str
+    m: int
+    ef_construction: int
+    count: int = 0
+    people: int = 0
+    memory_bytes: int = 0

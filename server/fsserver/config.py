@@ -64,6 +64,7 @@ class Config:
     # Requests waiting to detect and embed an image; beyond it, Add streams wait (flow
     # control) and Embed/Query calls get RESOURCE_EXHAUSTED.
     max_embed_queue: int = 16
+    max_collections: int = 64
     # Processes that decode, detect and embed images in parallel; 0: in the server process,
     # one image at a time (DeepFace is not thread-safe).
     embed_workers: int = DEFAULT_EMBED_WORKERS
@@ -235,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-mb", type=_positive_int, default=d.max_message_mb)
     p.add_argument("--max-batch-items", type=_positive_int, default=d.max_batch_items)
     p.add_argument("--max-k", type=_positive_int, default=d.max_k)
+    p.add_argument(
+        "--max-collections",
+        type=_positive_int,
+        default=d.max_collections,
+        help="collections one server holds, the default one included",
+    )
     p.add_argument("--max-label-bytes", type=_positive_int, default=d.max_label_bytes)
     p.add_argument("--max-metadata-bytes", type=_positive_int, default=d.max_metadata_bytes)
     p.add_argument(

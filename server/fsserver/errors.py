@@ -25,6 +25,10 @@ class NotFound(FaceSearchError):
     code, number = "NOT_FOUND", 5
 
 
+class AlreadyExists(FaceSearchError):
+    code, number = "ALREADY_EXISTS", 6
+
+
 class ResourceExhausted(FaceSearchError):
     code, number = "RESOURCE_EXHAUSTED", 8
 

@@ -29,7 +29,7 @@ from fsserver.errors import FaceSearchError, FailedPrecondition
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from fsserver.collection.collection import Collection
+    from fsserver.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -102,65 +102,85 @@ class CallMetrics:
         self._requests.labels(rpc, code.name).inc()
 
 
-class EngineCollector(Collector):
-    """The index and the face model's queue, read from the engine at each scrape."""
+class CatalogCollector(Collector):
+    """The face models' queues and every collection's index, read at each scrape; index
+    figures carry a `collection` label."""
 
-    def __init__(self, engine: Collection) -> None:
-        self._engine = engine
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
 
     def collect(self) -> Iterator[Metric]:
-        queue = self._engine.embed_queue
+        yield from self._face_models()
+        if not self._catalog.loaded:
+            return  # still loading: there is no index yet
+        families = {
+            name: GaugeMetricFamily(name, documentation, labels=["collection"])
+            for name, documentation in _INDEX_GAUGES.items()
+        }
+        for collection in self._catalog.all():
+            try:
+                stats = collection.stats()
+            except FaceSearchError:
+                continue  # dropped or closing
+            values: dict[str, float] = {
+                "facesearch_index_items": stats.count,
+                "facesearch_index_deleted_items": stats.deleted,
+                "facesearch_index_memory_bytes": stats.memory_bytes,
+                "facesearch_wal_bytes": stats.wal_bytes,
+                "facesearch_search_ef": stats.ef,
+            }
+            if stats.recall_measured_at:
+                values["facesearch_search_estimated_recall"] = stats.estimated_recall
+            for name, value in values.items():
+                families[name].add_metric([stats.collection], value)
+        yield from families.values()
+
+    def _face_models(self) -> Iterator[Metric]:
+        models = self._catalog.faces.loaded
+        queues = [m.queue for m in models]
         yield _gauge(
             "facesearch_embed_queue_depth",
-            "Requests carrying images that hold a place in the face model's queue, waiting or "
+            "Requests carrying images that hold a place in a face model's queue, waiting or "
             "embedding (an Add batch counts once).",
-            queue.depth,
+            sum(q.depth for q in queues),
         )
         yield _gauge(
             "facesearch_embed_queue_capacity",
-            "Places in the face model's queue (--max-embed-queue).",
-            queue.slots,
+            "Places in the face models' queues (--max-embed-queue each).",
+            sum(q.slots for q in queues),
         )
-        pool = self._engine.embed_pool
-        if pool is not None:
-            yield _gauge("facesearch_embed_workers", "Face model worker processes.", len(pool.pids))
+        pools = [m.pool for m in models if m.pool is not None]
+        if pools:
+            yield _gauge(
+                "facesearch_embed_workers",
+                "Face model worker processes.",
+                sum(len(p.pids) for p in pools),
+            )
             yield _gauge(
                 "facesearch_embed_workers_busy",
                 "Face model worker processes with an image in hand.",
-                len(pool.busy_pids),
+                sum(len(p.busy_pids) for p in pools),
             )
-        try:
-            stats = self._engine.stats()
-        except FaceSearchError:
-            return  # still loading: there is no index yet
-        yield _gauge("facesearch_index_items", "Items in the index (not deleted).", stats.count)
-        yield _gauge(
-            "facesearch_index_deleted_items",
-            "Deleted items still in the HNSW graph until a compaction.",
-            stats.deleted,
-        )
-        yield _gauge(
-            "facesearch_wal_bytes",
-            "Size of the write-ahead log on disk, all segments (Save trims it).",
-            stats.wal_bytes,
-        )
-        yield _gauge("facesearch_search_ef", "The default ef of searches now.", stats.ef)
-        if stats.recall_measured_at:
-            yield _gauge(
-                "facesearch_search_estimated_recall",
-                "Recall@10 measured at the default ef on a sample of the index.",
-                stats.estimated_recall,
-            )
+
+
+_INDEX_GAUGES = {
+    "facesearch_index_items": "Items in the index (not deleted).",
+    "facesearch_index_deleted_items": "Deleted items still in the HNSW graph until a compaction.",
+    "facesearch_index_memory_bytes": "An estimate of the index's memory (graph, vectors, records).",
+    "facesearch_wal_bytes": "Size of the write-ahead log on disk, all segments (Save trims it).",
+    "facesearch_search_ef": "The default ef of searches now.",
+    "facesearch_search_estimated_recall": "Recall@10 measured at the default ef on a sample.",
+}
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def new_registry(engine: Collection) -> CollectorRegistry:
-    """A registry with this server's engine and the process's own metrics."""
+def new_registry(catalog: Catalog) -> CollectorRegistry:
+    """A registry with this server's collections and the process's own metrics."""
     registry = CollectorRegistry()
-    registry.register(EngineCollector(engine))
+    registry.register(CatalogCollector(catalog))
     # Memory, CPU and open files of the process, Python's version and its GC: the same in
     # every registry of one process, which is harmless.
     ProcessCollector(registry=registry)

@@ -17,7 +17,7 @@ import grpc
 from fsproto.facesearch.v1 import facesearch_pb2 as pb
 from fsserver.api import calls
 from fsserver.api.metrics import CallMetrics, MetricsServer, new_registry
-from fsserver.collection.collection import Collection
+from fsserver.catalog import Catalog
 from fsserver.config import Config
 
 # One line per call at DEBUG, under a logger of its own so it can be routed or silenced.
@@ -44,11 +44,11 @@ def items_in(request: Any) -> int:
 class Observability:
     """The call interceptor and, with --metrics-listen, the /metrics HTTP server."""
 
-    def __init__(self, config: Config, engine: Collection) -> None:
+    def __init__(self, config: Config, catalog: Catalog) -> None:
         self._metrics: CallMetrics | None = None
         self._server: MetricsServer | None = None
         if config.metrics_listen:
-            registry = new_registry(engine)
+            registry = new_registry(catalog)
             self._metrics = CallMetrics(registry)
             self._server = MetricsServer(config.metrics_listen, registry)
 

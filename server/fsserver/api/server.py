@@ -19,7 +19,7 @@ from fsproto.facesearch.v1 import facesearch_pb2 as pb
 from fsserver.api import observability, security
 from fsserver.api.drain import Drain
 from fsserver.api.servicer import FaceSearchService, add_to_server
-from fsserver.collection.collection import Collection
+from fsserver.catalog import Catalog
 from fsserver.config import Config
 from fsserver.faces.embedder import Embedder
 
@@ -51,9 +51,9 @@ def grpc_server(config: Config, interceptors: Sequence[grpc.ServerInterceptor] =
 class FaceSearchServer:
     def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
         self.config = config
-        self.engine = Collection(config, embedder)
+        self.catalog = Catalog(config, embedder)
         self._health = health.HealthServicer()
-        self.observability = observability.Observability(config, self.engine)
+        self.observability = observability.Observability(config, self.catalog)
         # Counts FaceSearch calls in flight, and refuses new ones once stop() begins.
         self._drain = Drain(SERVICE_NAME)
         # Observability first: the outermost interceptor also sees calls auth refuses.
@@ -61,7 +61,7 @@ class FaceSearchServer:
             config,
             [*self.observability.interceptors(), *security.interceptors(config), self._drain],
         )
-        add_to_server(FaceSearchService(self.engine), self._server)
+        add_to_server(FaceSearchService(self.catalog), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
@@ -103,17 +103,19 @@ class FaceSearchServer:
 
     def load(self) -> None:
         try:
-            self.engine.load()
+            self.catalog.open()
         except BaseException:
             self._server.stop(None)
             self.observability.stop()
-            self.engine.close()
+            self.catalog.close()
             raise
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        stats = self.engine.stats()
+        stats = self.catalog.default.stats()
         log.info(
-            "serving on %s: %d items, model %r, detector %r, dim %d, %s/%s",
+            "serving on %s: %d collection(s); default: %d items, model %r, detector %r, "
+            "dim %d, %s/%s",
             self.address,
+            len(self.catalog.all()),
             stats.count,
             stats.model,
             stats.detector,
@@ -145,10 +147,10 @@ class FaceSearchServer:
             log.warning("shutting down: %d cancelled call(s) still running", self._drain.in_flight)
         try:
             self.observability.stop()
-            if save and self.engine.unsaved_changes:
-                self.engine.save()
+            if save:
+                self.catalog.save_unsaved()
         finally:
-            self.engine.close()
+            self.catalog.close()
         log.info("stopped")
 
     def wait(self) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -19,7 +20,7 @@ from google.protobuf.message import DecodeError, Message
 
 from fsclient import convert
 from fsproto.facesearch.v1 import facesearch_pb2 as pb
-from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsserver.catalog import Catalog
 from fsserver.collection.collection import Collection
 from fsserver.collection.pipeline import PendingAdd, ReadAhead
 from fsserver.errors import FaceSearchError, InvalidArgument
@@ -44,6 +45,19 @@ def _statuses(context: grpc.ServicerContext, rpc: str) -> Iterator[None]:
             raise
         log.exception("%s failed", rpc)
         context.abort(grpc.StatusCode.INTERNAL, f"{rpc} failed on the server")
+
+
+def _per_collection(handler: Handler) -> Handler:
+    """A unary handler called with the request's collection, leased for the call."""
+
+    @functools.wraps(handler)
+    def wrapper(self: FaceSearchService, request: Any, context: grpc.ServicerContext) -> Any:
+        with _statuses(context, handler.__name__):
+            request = _parsed(request)
+            with self.catalog.leased(request.collection) as collection:
+                return handler(self, collection, request, context)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class Malformed:
@@ -99,39 +113,71 @@ def add_to_server(service: FaceSearchService, server: grpc.Server) -> None:
     )
 
 
-class FaceSearchService(pb_grpc.FaceSearchServicer):
-    def __init__(self, engine: Collection) -> None:
-        self.engine = engine
+@dataclass
+class _AddBatch:
+    """An Add request begun on its collection, which it holds until stored or dropped."""
+
+    collection: Collection
+    pending: PendingAdd
+    lease: ExitStack
+
+    def discard(self) -> None:
+        self.pending.abandon()
+        self.lease.close()
+
+
+class FaceSearchService:
+    """Every FaceSearch method (add_to_server registers them by the service descriptor)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def _collection(self, request: Any) -> Any:
+        """The request's collection (empty: default), held for the call."""
+        return self.catalog.leased(request.collection)
 
     @_unary
     def Embed(self, request: pb.EmbedRequest, context: grpc.ServicerContext) -> pb.EmbedResponse:
-        return convert.embedding_to_pb(self.engine.embed(request.image))
+        with self.catalog.leased("") as collection:
+            return convert.embedding_to_pb(collection.embed(request.image))
 
     def Add(
         self, requests: Iterator[pb.AddRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.AddResponse]:
         # One request ahead: its images are embedding on the workers while this batch is
         # stored. Its errors (a malformed request, say) still come after this batch's reply.
+        # Each batch names its collection and holds it only while in flight, so a drop
+        # waits for at most a batch and the stream's next one gets NOT_FOUND.
         begun = (self._begin_add(request, context) for request in requests)
-        batches = ReadAhead(begun, discard=PendingAdd.abandon, name="add-read-ahead")
+        batches = ReadAhead(begun, discard=_AddBatch.discard, name="add-read-ahead")
         with _statuses(context, "Add"), closing(batches):
-            for pending in batches:
-                results = self.engine.finish_add(pending)
+            for batch in batches:
+                with batch.lease:
+                    results = batch.collection.finish_add(batch.pending)
                 yield pb.AddResponse(results=[convert.add_result_to_pb(r) for r in results])
 
-    def _begin_add(self, request: Any, context: grpc.ServicerContext) -> PendingAdd:
+    def _begin_add(self, request: Any, context: grpc.ServicerContext) -> _AddBatch:
         request = _parsed(request)
         items = [convert.add_item_from_pb(item) for item in request.items]
         try:
             rows = convert.vector_rows_from_pb(request.rows) if request.HasField("rows") else None
         except ValueError as error:
             raise InvalidArgument(str(error)) from None
-        return self.engine.begin_add(items, request.vector_model, context.is_active, rows)
+        lease = ExitStack()
+        collection = lease.enter_context(self._collection(request))
+        try:
+            pending = collection.begin_add(items, request.vector_model, context.is_active, rows)
+        except BaseException:
+            lease.close()
+            raise
+        return _AddBatch(collection, pending, lease)
 
-    @_unary
-    def Query(self, request: pb.QueryRequest, context: grpc.ServicerContext) -> pb.QueryResponse:
+    @_per_collection
+    def Query(
+        self, collection: Collection, request: pb.QueryRequest, context: grpc.ServicerContext
+    ) -> pb.QueryResponse:
         target = request.WhichOneof("target")
-        result = self.engine.query(
+        result = collection.query(
             image=request.image if target == "image" else None,
             vector=convert.vector_from_pb(request.vector) if target == "vector" else None,
             id=request.id if target == "id" else None,
@@ -144,15 +190,15 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
         )
         return convert.query_result_to_pb(result)
 
-    @_unary
+    @_per_collection
     def QueryBatch(
-        self, request: pb.QueryBatchRequest, context: grpc.ServicerContext
+        self, collection: Collection, request: pb.QueryBatchRequest, context: grpc.ServicerContext
     ) -> pb.QueryBatchResponse:
         try:
             vectors = convert.batch_vectors_from_pb(request)
         except ValueError as error:
             raise InvalidArgument(str(error)) from None
-        result = self.engine.query_batch(
+        result = collection.query_batch(
             vectors,
             k=request.k,
             ef=request.ef if request.HasField("ef") else None,
@@ -162,66 +208,74 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
         )
         return convert.batch_result_to_pb(result)
 
-    @_unary
-    def Delete(self, request: pb.DeleteRequest, context: grpc.ServicerContext) -> pb.DeleteResponse:
-        return pb.DeleteResponse(deleted=self.engine.delete(list(request.ids)))
+    @_per_collection
+    def Delete(
+        self, collection: Collection, request: pb.DeleteRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteResponse:
+        return pb.DeleteResponse(deleted=collection.delete(list(request.ids)))
 
-    @_unary
-    def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.Item:
-        return convert.item_to_pb(self.engine.get(request.id))
+    @_per_collection
+    def Get(
+        self, collection: Collection, request: pb.GetRequest, context: grpc.ServicerContext
+    ) -> pb.Item:
+        return convert.item_to_pb(collection.get(request.id))
 
-    @_unary
-    def Save(self, request: pb.SaveRequest, context: grpc.ServicerContext) -> pb.SaveResponse:
-        return convert.save_result_to_pb(self.engine.save())
+    @_per_collection
+    def Save(
+        self, collection: Collection, request: pb.SaveRequest, context: grpc.ServicerContext
+    ) -> pb.SaveResponse:
+        return convert.save_result_to_pb(collection.save())
 
-    @_unary
+    @_per_collection
     def Compact(
-        self, request: pb.CompactRequest, context: grpc.ServicerContext
+        self, collection: Collection, request: pb.CompactRequest, context: grpc.ServicerContext
     ) -> pb.CompactResponse:
-        return convert.compact_result_to_pb(self.engine.compact())
+        return convert.compact_result_to_pb(collection.compact())
 
-    @_unary
-    def Stats(self, request: pb.StatsRequest, context: grpc.ServicerContext) -> pb.StatsResponse:
-        return convert.stats_to_pb(self.engine.stats())
+    @_per_collection
+    def Stats(
+        self, collection: Collection, request: pb.StatsRequest, context: grpc.ServicerContext
+    ) -> pb.StatsResponse:
+        return convert.stats_to_pb(collection.stats())
 
     # ---- people ------------------------------------------------------------------------
 
-    @_unary
+    @_per_collection
     def ListPeople(
-        self, request: pb.ListPeopleRequest, context: grpc.ServicerContext
+        self, collection: Collection, request: pb.ListPeopleRequest, context: grpc.ServicerContext
     ) -> pb.ListPeopleResponse:
-        page, token = self.engine.people.list_people(request.page_size, request.page_token)
+        page, token = collection.people.list_people(request.page_size, request.page_token)
         return convert.people_page_to_pb(page, token)
 
-    @_unary
+    @_per_collection
     def ListItems(
-        self, request: pb.ListItemsRequest, context: grpc.ServicerContext
+        self, collection: Collection, request: pb.ListItemsRequest, context: grpc.ServicerContext
     ) -> pb.ListItemsResponse:
         label = request.label if request.HasField("label") else None
-        page, token = self.engine.people.list_items(label, request.page_size, request.page_token)
+        page, token = collection.people.list_items(label, request.page_size, request.page_token)
         return convert.items_page_to_pb(page, token)
 
-    @_unary
+    @_per_collection
     def ForgetPerson(
-        self, request: pb.ForgetPersonRequest, context: grpc.ServicerContext
+        self, collection: Collection, request: pb.ForgetPersonRequest, context: grpc.ServicerContext
     ) -> pb.ForgetPersonResponse:
-        return pb.ForgetPersonResponse(deleted=self.engine.people.forget(request.label))
+        return pb.ForgetPersonResponse(deleted=collection.people.forget(request.label))
 
-    @_unary
+    @_per_collection
     def RenamePerson(
-        self, request: pb.RenamePersonRequest, context: grpc.ServicerContext
+        self, collection: Collection, request: pb.RenamePersonRequest, context: grpc.ServicerContext
     ) -> pb.RenamePersonResponse:
-        renamed, merged = self.engine.people.rename(request.old_label, request.new_label)
+        renamed, merged = collection.people.rename(request.old_label, request.new_label)
         return pb.RenamePersonResponse(renamed=renamed, merged=merged)
 
     # ---- decisions ---------------------------------------------------------------------
 
-    @_unary
+    @_per_collection
     def Identify(
-        self, request: pb.IdentifyRequest, context: grpc.ServicerContext
+        self, collection: Collection, request: pb.IdentifyRequest, context: grpc.ServicerContext
     ) -> pb.IdentifyResponse:
         target = request.WhichOneof("target")
-        result = self.engine.people.identify(
+        result = collection.people.identify(
             image=request.image if target == "image" else None,
             vector=convert.vector_from_pb(request.vector) if target == "vector" else None,
             candidates=request.candidates,
@@ -231,13 +285,39 @@ class FaceSearchService(pb_grpc.FaceSearchServicer):
         )
         return convert.identify_result_to_pb(result)
 
-    @_unary
-    def Verify(self, request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyResponse:
+    @_per_collection
+    def Verify(
+        self, collection: Collection, request: pb.VerifyRequest, context: grpc.ServicerContext
+    ) -> pb.VerifyResponse:
         other = request.WhichOneof("other")
-        result = self.engine.people.verify(
+        result = collection.people.verify(
             request.image,
             other_image=request.other_image if other == "other_image" else None,
             person=request.person if other == "person" else None,
             threshold=request.threshold if request.HasField("threshold") else None,
         )
         return convert.verify_result_to_pb(result)
+
+    # ---- collections -------------------------------------------------------------------
+
+    @_unary
+    def CreateCollection(
+        self, request: pb.CreateCollectionRequest, context: grpc.ServicerContext
+    ) -> pb.CollectionInfo:
+        spec = convert.collection_spec_from_pb(request)
+        return convert.collection_info_to_pb(self.catalog.create(spec))
+
+    @_unary
+    def ListCollections(
+        self, request: pb.ListCollectionsRequest, context: grpc.ServicerContext
+    ) -> pb.ListCollectionsResponse:
+        infos = self.catalog.list()
+        return pb.ListCollectionsResponse(
+            collections=[convert.collection_info_to_pb(i) for i in infos]
+        )
+
+    @_unary
+    def DropCollection(
+        self, request: pb.DropCollectionRequest, context: grpc.ServicerContext
+    ) -> pb.DropCollectionResponse:
+        return pb.DropCollectionResponse(items=self.catalog.drop(request.name))

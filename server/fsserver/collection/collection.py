@@ -1,24 +1,27 @@
-"""What the server does, in Python types: the gRPC servicer only converts and maps errors.
+"""One collection, in Python types: the gRPC edge (fsserver/api) only converts and maps errors.
 
-The engine owns the face model (worker processes, or an embedder in this process; neither in
-vector-only mode) and an index backend (store/backend.py): by default one LocalStore in the
-data directory, which at start loads the newest intact snapshot and replays the WAL; with
---backend ray, Ray shard actors that each do so (fsserver/shards/). It is the one place that
-knows how an image becomes index entries.
+A collection uses a face model shared through the catalog (worker processes or an embedder
+in this process; none for raw vectors) and owns an index backend (storage/backend.py): by
+default one LocalStore in its folder, which at start loads the newest intact snapshot and
+replays the WAL; with --backend ray, Ray shard actors that each do so (fsserver/shards/). It
+is the one place that knows how an image becomes index entries.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from fsclient.types import (
     BatchResult,
+    CollectionInfo,
     CompactResult,
     Embedding,
     Face,
@@ -40,15 +43,17 @@ from fsserver.errors import (
     Cancelled,
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     ResourceExhausted,
     Unavailable,
 )
-from fsserver.faces.embedder import Embedder, Faces, embed_bytes
+from fsserver.faces.embedder import Embedder, Faces
+from fsserver.faces.models import FaceModel
 from fsserver.faces.pool import EmbedPool
 from fsserver.storage import validation
 from fsserver.storage.backend import Hits, IndexBackend, StoreOptions
 from fsserver.storage.index import FaceIndex
-from fsserver.storage.local import LocalStore, lock_directory
+from fsserver.storage.local import LocalStore
 from fsserver.storage.sharding import read_layout
 
 log = logging.getLogger(__name__)
@@ -58,40 +63,31 @@ MAX_EF = 100_000
 
 
 class Collection(AddPath):
-    def __init__(self, config: Config, embedder: Embedder | None = None) -> None:
+    """One named index: its store (local Voyager or Ray shards) in its own folder, its
+    recall calibration and open-set rule, and the face model it shares with other
+    collections of that model (None: raw vectors only).
+
+    Calls hold a lease (`leased`) while they use it; `retire` (a drop) refuses new leases
+    with NOT_FOUND and waits for the held ones, so a drop never pulls the index out from
+    under a running query or Add batch."""
+
+    def __init__(self, name: str, config: Config, face: FaceModel | None = None) -> None:
+        self.name = name
         self.config = config
-        self._embedder = embedder
-        self._pool: EmbedPool | None = None  # with no embedder given and --embed-workers > 0
+        self.face = face
+        self.embed_queue = face.queue if face is not None else EmbedQueue(config.max_embed_queue)
+        self._pool = face.pool if face is not None else None
         self._store: IndexBackend | None = None
-        self.embed_queue = EmbedQueue(config.max_embed_queue)
-        self._lock_fd: int | None = None
         self._people: People | None = None
+        self._users = 0
+        self._retired = False
+        self._idle = threading.Condition()
 
     # ---- start-up --------------------------------------------------------------------
 
-    def load(self) -> None:
-        """Load the face model (unless vector-only), then the index backend."""
+    def open(self) -> None:
+        """Open the index backend: load the newest snapshot and replay the WAL."""
         data_dir = Path(self.config.data_dir)
-        # One server per data directory (two appending to one WAL would corrupt it);
-        # taken before the model loads, so a second server fails at once.
-        self._lock_fd = lock_directory(data_dir)
-        if not self.config.vector_only and self._embedder is None:
-            if self.config.embed_workers > 0:
-                # Returns once every worker has loaded: health is SERVING only after that.
-                self._pool = EmbedPool(
-                    self.config.embed_workers,
-                    self.config.model,
-                    self.config.detector,
-                    self.config.max_image_side,
-                    self.config.max_image_pixels,
-                    alignment=self.config.alignment,
-                )
-            else:
-                from fsserver.faces.embedder import DeepFaceEmbedder
-
-                self._embedder = DeepFaceEmbedder(
-                    self.config.model, self.config.detector, self.config.alignment
-                )
         contract = self.contract()
         threshold = self.config.threshold
         if threshold is None:
@@ -112,21 +108,45 @@ class Collection(AddPath):
             self._store = RayShards.open(data_dir, contract, options, self.config)
         else:
             check_not_sharded(data_dir)
-            self._store = LocalStore(data_dir, contract, options, lock=False)  # locked above
+            # The catalog holds the data directory's lock for every collection in it.
+            self._store = LocalStore(data_dir, contract, options, lock=False)
         self._people = People(self, threshold)
 
     def close(self) -> None:
-        """Stop the face model's workers, close the index backend and release the data
-        directory (the server has stopped)."""
+        """Stop the calibrators and close the index backend (the face model is the
+        catalog's: other collections may share it)."""
         if self._people is not None:
             self._people.close()
-        if self._pool is not None:
-            self._pool.close()
         if self._store is not None:
             self._store.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None
+
+    # ---- leases ----------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        with self._idle:
+            if self._retired:
+                raise NotFound(f"collection {self.name!r} was dropped")
+            self._users += 1
+
+    def release(self) -> None:
+        with self._idle:
+            self._users -= 1
+            self._idle.notify_all()
+
+    @contextmanager
+    def leased(self) -> Iterator[Collection]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def retire(self) -> None:
+        """Refuse new calls, wait for those running, then close."""
+        with self._idle:
+            self._retired = True
+            self._idle.wait_for(lambda: self._users == 0)
+        self.close()
 
     def contract(self) -> EmbeddingContract:
         face_model = self._face_model
@@ -178,7 +198,7 @@ class Collection(AddPath):
 
     @property
     def _face_model(self) -> Embedder | EmbedPool | None:
-        return self._embedder if self._embedder is not None else self._pool
+        return self.face.loaded if self.face is not None else None
 
     @property
     def embed_pool(self) -> EmbedPool | None:
@@ -186,15 +206,12 @@ class Collection(AddPath):
         return self._pool
 
     def _faces(self, image: bytes) -> Faces:
-        if self._pool is not None:
-            return self._pool.embed(image)  # decoded and downscaled in the worker too
-        if self._embedder is None:
+        if self.face is None:
             raise FailedPrecondition(
-                f"this server is vector-only (dim {self.config.dim}, no face model): "
-                "send vectors, not images"
+                f"collection {self.name!r} holds raw vectors (dim {self.config.dim}, no face "
+                "model): send vectors, not images"
             )
-        config = self.config
-        return embed_bytes(self._embedder, image, config.max_image_side, config.max_image_pixels)
+        return self.face.faces(image)
 
     def embed(self, image: bytes) -> Embedding:
         with self.embed_queue.admit(wait=False):
@@ -365,31 +382,42 @@ class Collection(AddPath):
     def compact(self) -> CompactResult:
         return self.store.compact()
 
+    def info(self) -> CollectionInfo:
+        """What ListCollections shows of it: its contract and size."""
+        store, config = self.store, self.config
+        contract, stored = store.contract, store.stats()
+        return CollectionInfo(
+            name=self.name,
+            model=contract.model,
+            detector=contract.detector,
+            alignment=contract.alignment,
+            dim=contract.dim,
+            space=contract.space,
+            storage=contract.storage,
+            m=config.m,
+            ef_construction=config.ef_construction,
+            count=stored.count,
+            people=len(store.people()),
+            memory_bytes=stored.memory_bytes,
+        )
+
     def stats(self) -> Stats:
         store = self.store
-        stored = store.stats()
         contract = store.contract
+        rule = self.decision_rule
         return Stats(
-            count=stored.count,
+            **asdict(store.stats()),  # count, deleted, ef, recall, WAL, memory: by name
+            collection=self.name,
             dim=contract.dim,
             space=contract.space,
             storage=contract.storage,
             model=contract.model,
             detector=contract.detector,
-            ef=stored.ef,
-            deleted=stored.deleted,
-            threshold=self.decision_rule.threshold or 0.0,
-            normalization=contract.normalization,
-            snapshot=stored.snapshot,
-            wal_replayed=stored.wal_replayed,
-            wal_dropped=stored.wal_dropped,
-            wal_bytes=stored.wal_bytes,
-            embed_queue=self.embed_queue.depth,
-            target_recall=stored.target_recall,
-            estimated_recall=stored.estimated_recall,
-            recall_measured_at=stored.recall_measured_at,
-            decision=self.decision_rule.public,
             alignment=contract.alignment,
+            normalization=contract.normalization,
+            threshold=rule.threshold or 0.0,
+            decision=rule.public,
+            embed_queue=self.embed_queue.depth,
             people=len(store.people()),
         )
 

@@ -384,6 +384,7 @@ class RayShards:
             wal_replayed=sum(p.wal_replayed for p in parts),
             wal_dropped=sum(p.wal_dropped for p in parts),
             wal_bytes=sum(p.wal_bytes for p in parts),
+            memory_bytes=sum(p.memory_bytes for p in parts),
         )
 
     def close(self) -> None:

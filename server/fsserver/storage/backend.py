@@ -33,7 +33,8 @@ class Hits:
 
 @dataclass(frozen=True)
 class StoreStats:
-    """A backend's share of Stats (the engine adds the contract and the embed queue)."""
+    """A backend's share of Stats, under Stats's own field names (the collection adds the
+    contract, the embed queue and the decision rule)."""
 
     count: int
     deleted: int
@@ -45,6 +46,7 @@ class StoreStats:
     wal_replayed: int
     wal_dropped: int
     wal_bytes: int
+    memory_bytes: int  # an estimate: the graph, vectors, labels, metadata, thumbnails
 
 
 @dataclass(frozen=True)

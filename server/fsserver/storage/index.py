@@ -110,6 +110,16 @@ class FaceIndex:
         return len(self._deleted)
 
     @property
+    def memory_bytes(self) -> int:
+        """An estimate of what this index holds in memory: Voyager's capacity (each slot a
+        vector, its level-0 links (2M) and bookkeeping), plus labels, metadata and
+        thumbnails. Voyager reports no size of its own."""
+        index = self._index
+        vector = index.num_dimensions * (1 if self.contract.storage == "e4m3" else 4)
+        slot = vector + 2 * index.M * 4 + 32
+        return index.max_elements * slot + self._records.memory_bytes
+
+    @property
     def voyager_index(self) -> voyager.Index:
         return self._index
 

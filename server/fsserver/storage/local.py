@@ -267,6 +267,7 @@ class LocalStore:
             wal_replayed=self.recovery.replayed,
             wal_dropped=self.recovery.dropped,
             wal_bytes=index.wal.size_bytes if index.wal else 0,
+            memory_bytes=index.memory_bytes,
         )
 
     def close(self) -> None:

@@ -42,6 +42,13 @@ class RecordTable:
         self._metadata: dict[int, str] = {}
         self._thumbnails: dict[int, bytes] = {}
 
+    @property
+    def memory_bytes(self) -> int:
+        """About what the table holds: label codes, names, metadata and thumbnails."""
+        held = sum(map(len, self._metadata.values())) + sum(map(len, self._thumbnails.values()))
+        names = sum(map(len, self._names))
+        return self._dense.nbytes + 16 * len(self._sparse) + names + held
+
     # ---- writes ----------------------------------------------------------------------
 
     def set(self, id: int, record: Record) -> None:

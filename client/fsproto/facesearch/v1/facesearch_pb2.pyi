@@ -73,14 +73,16 @@ class AddItem(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., label: _Optional[str] = ..., id: _Optional[int] = ..., metadata: _Optional[str] = ...) -> None: ...
 
 class AddRequest(_message.Message):
-    __slots__ = ("items", "vector_model", "rows")
+    __slots__ = ("items", "vector_model", "rows", "collection")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[AddItem]
     vector_model: str
     rows: VectorRows
-    def __init__(self, items: _Optional[_Iterable[_Union[AddItem, _Mapping]]] = ..., vector_model: _Optional[str] = ..., rows: _Optional[_Union[VectorRows, _Mapping]] = ...) -> None: ...
+    collection: str
+    def __init__(self, items: _Optional[_Iterable[_Union[AddItem, _Mapping]]] = ..., vector_model: _Optional[str] = ..., rows: _Optional[_Union[VectorRows, _Mapping]] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class VectorRows(_message.Message):
     __slots__ = ("vectors", "dim", "labels", "ids", "metadata")
@@ -115,7 +117,7 @@ class AddResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AddResult, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("image", "vector", "id", "k", "ef", "vector_model", "exact", "threshold")
+    __slots__ = ("image", "vector", "id", "k", "ef", "vector_model", "exact", "threshold", "collection")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +126,7 @@ class QueryRequest(_message.Message):
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     vector: Vector
     id: int
@@ -132,7 +135,8 @@ class QueryRequest(_message.Message):
     vector_model: str
     exact: bool
     threshold: float
-    def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., id: _Optional[int] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., vector_model: _Optional[str] = ..., exact: _Optional[bool] = ..., threshold: _Optional[float] = ...) -> None: ...
+    collection: str
+    def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., id: _Optional[int] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., vector_model: _Optional[str] = ..., exact: _Optional[bool] = ..., threshold: _Optional[float] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class Neighbor(_message.Message):
     __slots__ = ("id", "label", "metadata", "distance", "match")
@@ -167,20 +171,22 @@ class QueryResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[FaceMatches, _Mapping]]] = ..., search_seconds: _Optional[float] = ..., embed_seconds: _Optional[float] = ...) -> None: ...
 
 class QueryBatchRequest(_message.Message):
-    __slots__ = ("vectors", "k", "ef", "vector_model", "exact", "with_metadata")
+    __slots__ = ("vectors", "k", "ef", "vector_model", "exact", "with_metadata", "collection")
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EF_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
     WITH_METADATA_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     vectors: bytes
     k: int
     ef: int
     vector_model: str
     exact: bool
     with_metadata: bool
-    def __init__(self, vectors: _Optional[bytes] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., vector_model: _Optional[str] = ..., exact: _Optional[bool] = ..., with_metadata: _Optional[bool] = ...) -> None: ...
+    collection: str
+    def __init__(self, vectors: _Optional[bytes] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., vector_model: _Optional[str] = ..., exact: _Optional[bool] = ..., with_metadata: _Optional[bool] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class QueryBatchResponse(_message.Message):
     __slots__ = ("rows", "k", "ids", "distances", "labels", "matches", "metadata", "search_seconds")
@@ -203,10 +209,12 @@ class QueryBatchResponse(_message.Message):
     def __init__(self, rows: _Optional[int] = ..., k: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., distances: _Optional[_Iterable[float]] = ..., labels: _Optional[_Iterable[str]] = ..., matches: _Optional[_Iterable[bool]] = ..., metadata: _Optional[_Iterable[str]] = ..., search_seconds: _Optional[float] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("ids",)
+    __slots__ = ("ids", "collection")
     IDS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    collection: str
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ("deleted",)
@@ -215,10 +223,12 @@ class DeleteResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "collection")
     ID_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     id: int
-    def __init__(self, id: _Optional[int] = ...) -> None: ...
+    collection: str
+    def __init__(self, id: _Optional[int] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class Item(_message.Message):
     __slots__ = ("id", "label", "metadata", "vector", "thumbnail")
@@ -235,8 +245,10 @@ class Item(_message.Message):
     def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ..., metadata: _Optional[str] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., thumbnail: _Optional[bytes] = ...) -> None: ...
 
 class SaveRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class SaveResponse(_message.Message):
     __slots__ = ("snapshot", "count", "bytes", "seconds")
@@ -251,11 +263,13 @@ class SaveResponse(_message.Message):
     def __init__(self, snapshot: _Optional[str] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("count", "dim", "space", "storage", "model", "detector", "ef", "deleted", "threshold", "normalization", "snapshot", "wal_replayed", "wal_dropped", "wal_bytes", "embed_queue", "target_recall", "estimated_recall", "recall_measured_at", "decision", "people", "alignment")
+    __slots__ = ("count", "dim", "space", "storage", "model", "detector", "ef", "deleted", "threshold", "normalization", "snapshot", "wal_replayed", "wal_dropped", "wal_bytes", "embed_queue", "target_recall", "estimated_recall", "recall_measured_at", "decision", "people", "alignment", "collection", "memory_bytes")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
@@ -277,6 +291,8 @@ class StatsResponse(_message.Message):
     DECISION_FIELD_NUMBER: _ClassVar[int]
     PEOPLE_FIELD_NUMBER: _ClassVar[int]
     ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     count: int
     dim: int
     space: str
@@ -298,7 +314,9 @@ class StatsResponse(_message.Message):
     decision: DecisionRule
     people: int
     alignment: str
-    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., model: _Optional[str] = ..., detector: _Optional[str] = ..., ef: _Optional[int] = ..., deleted: _Optional[int] = ..., threshold: _Optional[float] = ..., normalization: _Optional[str] = ..., snapshot: _Optional[str] = ..., wal_replayed: _Optional[int] = ..., wal_dropped: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., embed_queue: _Optional[int] = ..., target_recall: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., recall_measured_at: _Optional[int] = ..., decision: _Optional[_Union[DecisionRule, _Mapping]] = ..., people: _Optional[int] = ..., alignment: _Optional[str] = ...) -> None: ...
+    collection: str
+    memory_bytes: int
+    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., model: _Optional[str] = ..., detector: _Optional[str] = ..., ef: _Optional[int] = ..., deleted: _Optional[int] = ..., threshold: _Optional[float] = ..., normalization: _Optional[str] = ..., snapshot: _Optional[str] = ..., wal_replayed: _Optional[int] = ..., wal_dropped: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., embed_queue: _Optional[int] = ..., target_recall: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., recall_measured_at: _Optional[int] = ..., decision: _Optional[_Union[DecisionRule, _Mapping]] = ..., people: _Optional[int] = ..., alignment: _Optional[str] = ..., collection: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class DecisionRule(_message.Message):
     __slots__ = ("source", "reason", "threshold", "margin", "pair_threshold", "person_threshold", "target_far", "estimated_far", "estimated_tar", "people", "items", "seconds")
@@ -329,8 +347,10 @@ class DecisionRule(_message.Message):
     def __init__(self, source: _Optional[str] = ..., reason: _Optional[str] = ..., threshold: _Optional[float] = ..., margin: _Optional[float] = ..., pair_threshold: _Optional[float] = ..., person_threshold: _Optional[float] = ..., target_far: _Optional[float] = ..., estimated_far: _Optional[float] = ..., estimated_tar: _Optional[float] = ..., people: _Optional[int] = ..., items: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class CompactRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class CompactResponse(_message.Message):
     __slots__ = ("removed", "count", "seconds")
@@ -351,12 +371,14 @@ class Person(_message.Message):
     def __init__(self, label: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ListPeopleRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "collection")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    collection: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class ListPeopleResponse(_message.Message):
     __slots__ = ("people", "next_page_token", "total")
@@ -369,14 +391,16 @@ class ListPeopleResponse(_message.Message):
     def __init__(self, people: _Optional[_Iterable[_Union[Person, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
 
 class ListItemsRequest(_message.Message):
-    __slots__ = ("label", "page_size", "page_token")
+    __slots__ = ("label", "page_size", "page_token", "collection")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     label: str
     page_size: int
     page_token: str
-    def __init__(self, label: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    collection: str
+    def __init__(self, label: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class ItemSummary(_message.Message):
     __slots__ = ("id", "label", "metadata")
@@ -399,10 +423,12 @@ class ListItemsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ItemSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
 
 class ForgetPersonRequest(_message.Message):
-    __slots__ = ("label",)
+    __slots__ = ("label", "collection")
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     label: str
-    def __init__(self, label: _Optional[str] = ...) -> None: ...
+    collection: str
+    def __init__(self, label: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class ForgetPersonResponse(_message.Message):
     __slots__ = ("deleted",)
@@ -411,12 +437,14 @@ class ForgetPersonResponse(_message.Message):
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
 
 class RenamePersonRequest(_message.Message):
-    __slots__ = ("old_label", "new_label")
+    __slots__ = ("old_label", "new_label", "collection")
     OLD_LABEL_FIELD_NUMBER: _ClassVar[int]
     NEW_LABEL_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     old_label: str
     new_label: str
-    def __init__(self, old_label: _Optional[str] = ..., new_label: _Optional[str] = ...) -> None: ...
+    collection: str
+    def __init__(self, old_label: _Optional[str] = ..., new_label: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class RenamePersonResponse(_message.Message):
     __slots__ = ("renamed", "merged")
@@ -427,18 +455,20 @@ class RenamePersonResponse(_message.Message):
     def __init__(self, renamed: _Optional[int] = ..., merged: _Optional[bool] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("image", "vector", "candidates", "threshold", "vector_model")
+    __slots__ = ("image", "vector", "candidates", "threshold", "vector_model", "collection")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     vector: Vector
     candidates: int
     threshold: float
     vector_model: str
-    def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., candidates: _Optional[int] = ..., threshold: _Optional[float] = ..., vector_model: _Optional[str] = ...) -> None: ...
+    collection: str
+    def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., candidates: _Optional[int] = ..., threshold: _Optional[float] = ..., vector_model: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("person", "distance", "similarity", "near", "id")
@@ -485,16 +515,18 @@ class IdentifyResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[Identification, _Mapping]]] = ..., search_seconds: _Optional[float] = ..., embed_seconds: _Optional[float] = ..., decision: _Optional[_Union[DecisionRule, _Mapping]] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("image", "other_image", "person", "threshold")
+    __slots__ = ("image", "other_image", "person", "threshold", "collection")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     OTHER_IMAGE_FIELD_NUMBER: _ClassVar[int]
     PERSON_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     other_image: bytes
     person: str
     threshold: float
-    def __init__(self, image: _Optional[bytes] = ..., other_image: _Optional[bytes] = ..., person: _Optional[str] = ..., threshold: _Optional[float] = ...) -> None: ...
+    collection: str
+    def __init__(self, image: _Optional[bytes] = ..., other_image: _Optional[bytes] = ..., person: _Optional[str] = ..., threshold: _Optional[float] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
     __slots__ = ("same", "distance", "similarity", "threshold", "face", "other_face", "other_id")
@@ -513,3 +545,71 @@ class VerifyResponse(_message.Message):
     other_face: Face
     other_id: int
     def __init__(self, same: _Optional[bool] = ..., distance: _Optional[float] = ..., similarity: _Optional[float] = ..., threshold: _Optional[float] = ..., face: _Optional[_Union[Face, _Mapping]] = ..., other_face: _Optional[_Union[Face, _Mapping]] = ..., other_id: _Optional[int] = ...) -> None: ...
+
+class CreateCollectionRequest(_message.Message):
+    __slots__ = ("name", "model", "dim", "space", "storage", "m", "ef_construction")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    SPACE_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    M_FIELD_NUMBER: _ClassVar[int]
+    EF_CONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model: str
+    dim: int
+    space: str
+    storage: str
+    m: int
+    ef_construction: int
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ...) -> None: ...
+
+class CollectionInfo(_message.Message):
+    __slots__ = ("name", "model", "detector", "alignment", "dim", "space", "storage", "m", "ef_construction", "count", "people", "memory_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    SPACE_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    M_FIELD_NUMBER: _ClassVar[int]
+    EF_CONSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    PEOPLE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    model: str
+    detector: str
+    alignment: str
+    dim: int
+    space: str
+    storage: str
+    m: int
+    ef_construction: int
+    count: int
+    people: int
+    memory_bytes: int
+    def __init__(self, name: _Optional[str] = ..., model: _Optional[str] = ..., detector: _Optional[str] = ..., alignment: _Optional[str] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., count: _Optional[int] = ..., people: _Optional[int] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+
+class ListCollectionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCollectionsResponse(_message.Message):
+    __slots__ = ("collections",)
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    collections: _containers.RepeatedCompositeFieldContainer[CollectionInfo]
+    def __init__(self, collections: _Optional[_Iterable[_Union[CollectionInfo, _Mapping]]] = ...) -> None: ...
+
+class DropCollectionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DropCollectionResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: int
+    def __init__(self, items: _Optional[int] = ...) -> None: ...

@@ -109,6 +109,21 @@ class FaceSearchStub:
                 request_serializer=facesearch_dot_v1_dot_facesearch__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.CreateCollection = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/CreateCollection',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.CreateCollectionRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.CollectionInfo.FromString,
+                _registered_method=True)
+        self.ListCollections = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/ListCollections',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.ListCollectionsRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.ListCollectionsResponse.FromString,
+                _registered_method=True)
+        self.DropCollection = channel.unary_unary(
+                '/facesearch.v1.FaceSearch/DropCollection',
+                request_serializer=facesearch_dot_v1_dot_facesearch__pb2.DropCollectionRequest.SerializeToString,
+                response_deserializer=facesearch_dot_v1_dot_facesearch__pb2.DropCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class FaceSearchServicer:
@@ -229,6 +244,30 @@ class FaceSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCollection(self, request, context):
+        """Collections: independent indexes in one server, each with its own embedding contract,
+        WAL, snapshots, calibration and decision rule. "default" always exists (the server's
+        flags configure it). ALREADY_EXISTS for a taken name, INVALID_ARGUMENT for a bad one,
+        RESOURCE_EXHAUSTED past --max-collections.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCollections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropCollection(self, request, context):
+        """Durable once answered: the collection and its data are gone, also after a crash.
+        Calls running on it finish first; later ones get NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FaceSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -306,6 +345,21 @@ def add_FaceSearchServicer_to_server(servicer, server):
                     servicer.Verify,
                     request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.VerifyRequest.FromString,
                     response_serializer=facesearch_dot_v1_dot_facesearch__pb2.VerifyResponse.SerializeToString,
+            ),
+            'CreateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCollection,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.CreateCollectionRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.CollectionInfo.SerializeToString,
+            ),
+            'ListCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCollections,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.ListCollectionsRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.ListCollectionsResponse.SerializeToString,
+            ),
+            'DropCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropCollection,
+                    request_deserializer=facesearch_dot_v1_dot_facesearch__pb2.DropCollectionRequest.FromString,
+                    response_serializer=facesearch_dot_v1_dot_facesearch__pb2.DropCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -713,6 +767,87 @@ class FaceSearch:
             '/facesearch.v1.FaceSearch/Verify',
             facesearch_dot_v1_dot_facesearch__pb2.VerifyRequest.SerializeToString,
             facesearch_dot_v1_dot_facesearch__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/CreateCollection',
+            facesearch_dot_v1_dot_facesearch__pb2.CreateCollectionRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/ListCollections',
+            facesearch_dot_v1_dot_facesearch__pb2.ListCollectionsRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.ListCollectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facesearch.v1.FaceSearch/DropCollection',
+            facesearch_dot_v1_dot_facesearch__pb2.DropCollectionRequest.SerializeToString,
+            facesearch_dot_v1_dot_facesearch__pb2.DropCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,
