@@ -120,6 +120,7 @@ def fanout(n: int, shard_counts: list[int], work: Path) -> list[dict[str, Any]]:
     from fsserver.shards.router import RayShards
     from fsserver.storage.backend import IndexBackend, StoreOptions
     from fsserver.storage.local import LocalStore
+    from fsserver.storage.rows import Rows
 
     ray.init(num_cpus=2, object_store_memory=512 * 2**20, include_dashboard=False)
     data = vectors(n, seed=1)
@@ -144,13 +145,7 @@ def fanout(n: int, shard_counts: list[int], work: Path) -> list[dict[str, Any]]:
         started = time.perf_counter()
         for start in range(0, n, 10_000):
             part = data[start : start + 10_000]
-            backend.add_rows(
-                part,
-                ids=[None] * len(part),
-                labels=[""] * len(part),
-                metadata=[""] * len(part),
-                thumbnails=[b""] * len(part),
-            )
+            backend.add_rows(Rows.of(part))
         load_seconds = time.perf_counter() - started
         for query in queries[:50]:  # warm up
             backend.search(query[None, :], K)

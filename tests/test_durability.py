@@ -95,7 +95,9 @@ def test_compaction_drops_deleted_items_and_keeps_ids(
         client.delete(deleted)
         result = client.compact()
         assert (result.removed, result.count) == (200, 200)
-        assert len(server.server.catalog.default.index.voyager_index) == 200  # memory reclaimed
+        assert (
+            len(server.server.catalog.default.store.index.voyager_index) == 200
+        )  # memory reclaimed
         stats = client.stats()
         assert (stats.count, stats.deleted) == (200, 0)
         for id in (1, 201, 399):
@@ -131,7 +133,7 @@ def test_save_compacts_once_the_deleted_share_passes_the_threshold(
         client.save()
         stats = client.stats()
         assert (stats.count, stats.deleted) == (60, 0)
-    assert len(server.server.catalog.default.index.voyager_index) == 60
+    assert len(server.server.catalog.default.store.index.voyager_index) == 60
 
 
 def test_adds_and_deletes_during_a_compaction_are_kept(

@@ -111,23 +111,38 @@ def test_calls_are_counted_by_rpc_and_status_code(
 
 
 def test_index_gauges_follow_adds_and_deletes(start_server: Callable[..., RunningServer]) -> None:
-    running = metrics_server(start_server, max_embed_queue=3)
+    running = metrics_server(start_server)
+    default = {"collection": "default"}
     before = scrape(running.server.metrics_address)
-    assert value(before, "facesearch_index_items") == 0
-    assert value(before, "facesearch_wal_bytes") is not None
+    assert value(before, "facesearch_index_items", **default) == 0
+    assert value(before, "facesearch_wal_bytes", **default) is not None
     with running.client() as client:
         ids = [r.id for r in client.add_vectors(vectors(6))]
         client.delete([ids[0], ids[3]])
         stats = client.stats()
     after = settled(running.server.metrics_address)
-    assert value(after, "facesearch_index_items") == 4
-    assert value(after, "facesearch_index_deleted_items") == 2
-    wal_bytes = value(after, "facesearch_wal_bytes")
-    assert wal_bytes == stats.wal_bytes and wal_bytes > value(before, "facesearch_wal_bytes")
+    assert value(after, "facesearch_index_items", **default) == 4
+    assert value(after, "facesearch_index_deleted_items", **default) == 2
+    wal_bytes = value(after, "facesearch_wal_bytes", **default)
+    assert wal_bytes == stats.wal_bytes
+    assert wal_bytes > (value(before, "facesearch_wal_bytes", **default) or 0)
+    assert value(after, "facesearch_index_memory_bytes", **default) == stats.memory_bytes
+    # Raw vectors only: no face model, so no queue places.
     assert value(after, "facesearch_embed_queue_depth") == 0
-    assert value(after, "facesearch_embed_queue_capacity") == 3
-    assert value(after, "facesearch_search_ef") == stats.ef
+    assert value(after, "facesearch_embed_queue_capacity") == 0
+    assert value(after, "facesearch_search_ef", **default) == stats.ef
     assert value(after, "process_resident_memory_bytes", **{}) is not None
+
+
+def test_the_face_models_queue_is_counted_once(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    running = start_server(metrics_listen="127.0.0.1:0", max_embed_queue=3)
+    with running.client() as client:
+        client.create_collection("more-faces", model="Dlib")  # shares the default's model
+    samples = settled(running.server.metrics_address)
+    assert value(samples, "facesearch_embed_queue_capacity") == 3
+    assert value(samples, "facesearch_index_items", collection="more-faces") == 0
 
 
 def test_health_calls_are_labelled_by_their_full_method(

@@ -28,6 +28,7 @@ from fsserver.errors import InvalidArgument, NotFound
 from fsserver.storage.backend import StoreOptions
 from fsserver.storage.local import LocalStore
 from fsserver.storage.records import Record, RecordTable, choose_labels
+from fsserver.storage.rows import Rows
 from fsserver.storage.wal_records import (
     AddRecord,
     DeleteRecord,
@@ -71,13 +72,8 @@ def _add(
     next_id = store.next_id
     rows = [id if id is not None else next_id + i for i, id in enumerate(wanted)]
     vectors = np.stack([_vector(r) for r in rows]) if rows else np.zeros((0, DIM), np.float32)
-    outcomes = store.add_rows(
-        vectors,
-        ids=wanted,
-        labels=labels,
-        metadata=[metadata or f"m{r}" for r in rows],
-        thumbnails=[b""] * len(rows),
-    )
+    metadata_column = [metadata or f"m{r}" for r in rows]
+    outcomes = store.add_rows(Rows.of(vectors, ids=wanted, labels=labels, metadata=metadata_column))
     assert outcomes == rows
     return rows
 
@@ -347,9 +343,9 @@ def test_relabel_records_round_trip_and_old_records_read_as_before() -> None:
     # The older kinds are encoded exactly as before.
     delete = encode(1, DeleteRecord(0, np.array([5], np.uint64)))
     assert delete == b"\x01" + bytes(7) + b"\x02" + b"\x01\x00\x00\x00" + b"\x05" + bytes(7)
-    add = AddRecord(0, np.array([1], np.uint64), np.ones((1, 2), np.float32), ["l"], [""], [b""])
+    add = AddRecord(0, Rows(np.ones((1, 2), np.float32), [1], ["l"], [""], [b""]))
     again = decode(encode(2, add))
-    assert isinstance(again, AddRecord) and again.labels == ["l"]
+    assert isinstance(again, AddRecord) and again.rows.labels == ["l"] and again.rows.ids == [1]
 
 
 # ---- a SIGKILL at any moment ------------------------------------------------------------
@@ -361,6 +357,7 @@ from pathlib import Path
 from fsserver.contract import EmbeddingContract
 from fsserver.storage.backend import StoreOptions
 from fsserver.storage.local import LocalStore
+from fsserver.storage.rows import Rows
 
 data, seed = Path(sys.argv[1]), int(sys.argv[2])
 contract = EmbeddingContract.build(model="", detector="", dim=8, space="euclidean",
@@ -393,8 +390,7 @@ while True:
         say({"begin": "add", "first": first, "labels": labels})
         vectors = np.stack([np.random.default_rng(first + i).normal(size=8) for i in
                             range(10)]).astype(np.float32)
-        store.add_rows(vectors, ids=[None] * 10, labels=labels, metadata=[""] * 10,
-                       thumbnails=[b""] * 10)
+        store.add_rows(Rows.of(vectors, labels=labels))
         n = 10
     say({"done": n})
 """

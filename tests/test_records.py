@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from fsserver.contract import EmbeddingContract
-from fsserver.storage.index import Entry, FaceIndex
+from fsserver.storage.index import FaceIndex
 from fsserver.storage.records import NO_RECORD, Record, RecordTable
+from fsserver.storage.rows import Rows
 from fsserver.storage.snapshot import load_snapshot, save_snapshot
 
 CONTRACT = EmbeddingContract.build(
@@ -59,7 +60,8 @@ def test_many_labels_cost_a_few_bytes_each() -> None:
 def test_format_1_snapshots_still_load(tmp_path: Path) -> None:
     """Snapshots written before labels.npz kept every label in records.jsonl."""
     index = FaceIndex(CONTRACT)
-    index.add([Entry(np.full(4, i, np.float32), record=Record(f"l{i}")) for i in range(3)])
+    vectors = np.stack([np.full(4, i, np.float32) for i in range(3)])
+    index.add_rows(Rows.of(vectors, labels=[f"l{i}" for i in range(3)]))
     save_snapshot(index, tmp_path)
     directory = next((tmp_path / "snapshots").iterdir())
     rows = [

@@ -9,7 +9,8 @@ import pytest
 
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import InvalidArgument, NotFound
-from fsserver.storage.index import Entry, FaceIndex, Record
+from fsserver.storage.index import FaceIndex
+from fsserver.storage.rows import Rows
 from fsserver.storage.snapshot import load_snapshot, save_snapshot
 
 DIM = 12
@@ -22,12 +23,29 @@ def _contract(space: str, storage: str) -> EmbeddingContract:
 def _filled(space: str, storage: str, n: int = 300) -> tuple[FaceIndex, np.ndarray]:
     index = FaceIndex(_contract(space, storage), threshold=0.5)
     vectors = np.random.default_rng(11).normal(size=(n, DIM)).astype(np.float32)
-    entries = [
-        Entry(index.validate_vector(v), record=Record(label=f"l{i}", thumbnail=b"jpg" * (i % 2)))
-        for i, v in enumerate(vectors)
-    ]
-    assert index.add(entries) == list(range(n))
+    rows = Rows.of(
+        index.validate_matrix(vectors),
+        labels=[f"l{i}" for i in range(n)],
+        thumbnails=[b"jpg" * (i % 2) for i in range(n)],
+    )
+    assert index.add_rows(rows) == list(range(n))
     return index, vectors
+
+
+def _nearest(
+    index: FaceIndex, vectors: np.ndarray, k: int, ef: int | None = None
+) -> list[list[tuple[int, str, bool]]]:
+    """(id, label, within the threshold) of each row's k nearest, nearest first."""
+    ids, distances = index.search(vectors, k, ef)
+    labels = index.labels_of(ids)
+    threshold = index.threshold
+    return [
+        [
+            (id, label, threshold is not None and d <= threshold)
+            for id, label, d in zip(row_ids.tolist(), row_labels, row_d.tolist(), strict=True)
+        ]
+        for row_ids, row_labels, row_d in zip(ids, labels, distances, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("space", ["euclidean", "cosine"])
@@ -45,22 +63,18 @@ def test_snapshot_round_trip(tmp_path: Path, space: str, storage: str) -> None:
     assert again.get(1).thumbnail == b"jpg" and again.get(2).thumbnail == b""
     with pytest.raises(NotFound):
         again.get(6)
-    for before, after in zip(
-        index.query(vectors[:10], k=5, ef=100), again.query(vectors[:10], k=5, ef=100), strict=True
-    ):
-        assert [(n.id, n.label, n.match) for n in before] == [
-            (n.id, n.label, n.match) for n in after
-        ]
-        assert all(n.id not in {5, 6, 7} for n in after)
+    before, after = _nearest(index, vectors[:10], 5, 100), _nearest(again, vectors[:10], 5, 100)
+    assert before == after
+    assert all(id not in {5, 6, 7} for row in after for id, _, _ in row)
 
 
 @pytest.mark.parametrize("space", ["euclidean", "cosine"])
 def test_mostly_deleted_index_still_answers_exactly(space: str) -> None:
     index, vectors = _filled(space, "float32", n=200)
     index.delete(list(range(10, 200)))
-    for row in index.query(vectors[150:160], k=10):
-        assert sorted(n.id for n in row) == list(range(10))
-    assert [len(r) for r in index.query(vectors[:2], k=50)] == [10, 10]
+    for row in _nearest(index, vectors[150:160], k=10):
+        assert sorted(id for id, _, _ in row) == list(range(10))
+    assert [len(r) for r in _nearest(index, vectors[:2], k=50)] == [10, 10]
 
 
 def test_validation_names_what_is_wrong() -> None:
@@ -80,7 +94,7 @@ def test_validation_names_what_is_wrong() -> None:
         e4m3.validate_vector(np.array([449.0] + [0.0] * (DIM - 1), np.float32))
     assert e4m3.validate_vector(np.full(DIM, 448.0, np.float32)).max() == 448.0
     with pytest.raises(InvalidArgument, match="k must be"):
-        index.query(np.ones((1, DIM), np.float32), k=0)
+        index.search(np.ones((1, DIM), np.float32), k=0)
 
 
 def test_capacity_grows_past_the_first_allocation() -> None:
@@ -88,7 +102,7 @@ def test_capacity_grows_past_the_first_allocation() -> None:
     rng = np.random.default_rng(2)
     for _ in range(3):
         batch = rng.normal(size=(1500, DIM)).astype(np.float32)
-        index.add([Entry(index.validate_vector(v)) for v in batch])
+        index.add_rows(Rows.of(index.validate_matrix(batch)))
     assert index.count == 4500
     assert index.voyager_index.max_elements >= 4500
 

@@ -15,8 +15,9 @@ from fsserver.errors import ContractMismatch, NotFound
 from fsserver.storage import index as index_module
 from fsserver.storage import snapshot as snapshot_module
 from fsserver.storage import wal as wal_module
-from fsserver.storage.index import Entry, FaceIndex, Record
+from fsserver.storage.index import FaceIndex
 from fsserver.storage.recovery import open_store
+from fsserver.storage.rows import Rows
 from fsserver.storage.snapshot import SnapshotCorrupt, save_snapshot, snapshot_dirs
 from fsserver.storage.wal import WalCorrupt, WalWriteFailed
 
@@ -36,13 +37,15 @@ class Store:
 
     def add(self, start: int, n: int, label: str = "x", seed: int = 0) -> dict[int, np.ndarray]:
         vectors = np.random.default_rng(seed + start).normal(size=(n, DIM)).astype(np.float32)
-        entries = [
-            Entry(
-                v, start + i, Record(f"{label}{start + i}", f"m{start + i}", b"t" if i % 2 else b"")
-            )
-            for i, v in enumerate(vectors)
-        ]
-        assert self.index.add(entries) == list(range(start, start + n))
+        ids = list(range(start, start + n))
+        rows = Rows(
+            vectors,
+            ids,
+            [f"{label}{id}" for id in ids],
+            [f"m{id}" for id in ids],
+            [b"t" if i % 2 else b"" for i in range(n)],
+        )
+        assert self.index.add_rows(rows) == ids
         return {start + i: v for i, v in enumerate(vectors)}
 
     def save(self) -> None:
@@ -71,7 +74,9 @@ def test_replay_rebuilds_adds_upserts_and_deletes_without_a_snapshot(tmp_path: P
     expected |= store.add(10, 5, seed=7)  # upsert: new vectors for 10..14
     store.index.delete([3, 60])
     del expected[3], expected[60]
-    auto = store.index.add([Entry(np.ones(DIM, np.float32), None, Record("x100", "m100"))])
+    auto = store.index.add_rows(
+        Rows.of(np.ones((1, DIM), np.float32), labels=["x100"], metadata=["m100"])
+    )
     expected[100] = np.ones(DIM, np.float32)
     assert auto == [100]
     store.close()
@@ -83,7 +88,7 @@ def test_replay_rebuilds_adds_upserts_and_deletes_without_a_snapshot(tmp_path: P
         with pytest.raises(NotFound):
             again.index.get(gone)
     # Ids are never reused, even the deleted ones above the largest live id.
-    assert again.index.add([Entry(np.ones(DIM, np.float32))]) == [101]
+    assert again.index.add_rows(Rows.of(np.ones((1, DIM), np.float32))) == [101]
 
 
 @pytest.mark.parametrize("cut", [1, 7, 9, 200])
@@ -147,7 +152,7 @@ def test_a_segment_with_a_broken_header_is_moved_aside(tmp_path: Path) -> None:
     again = Store(tmp_path)
     assert again.index.count == 0 and again.report.dropped == 1
     assert list((tmp_path / "wal").glob(f"dropped-*/{segment.name}"))
-    assert again.index.add([Entry(np.ones(DIM, np.float32))]) == [0]
+    assert again.index.add_rows(Rows.of(np.ones((1, DIM), np.float32))) == [0]
 
 
 def test_a_wal_from_another_contract_is_refused(tmp_path: Path) -> None:

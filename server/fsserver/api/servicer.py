@@ -153,7 +153,7 @@ class FaceSearchService:
         with _statuses(context, "Add"), closing(batches):
             for batch in batches:
                 with batch.lease:
-                    results = batch.collection.finish_add(batch.pending)
+                    results = batch.collection.adder.finish_add(batch.pending)
                 yield pb.AddResponse(results=[convert.add_result_to_pb(r) for r in results])
 
     def _begin_add(self, request: Any, context: grpc.ServicerContext) -> _AddBatch:
@@ -166,7 +166,9 @@ class FaceSearchService:
         lease = ExitStack()
         collection = lease.enter_context(self._collection(request))
         try:
-            pending = collection.begin_add(items, request.vector_model, context.is_active, rows)
+            pending = collection.adder.begin_add(
+                items, request.vector_model, context.is_active, rows
+            )
         except BaseException:
             lease.close()
             raise

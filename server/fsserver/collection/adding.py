@@ -1,6 +1,6 @@
-"""The Add path of the engine: a batch of images, vectors and packed rows → stored items.
+"""The Add path of a collection: a batch of images, vectors and packed rows → stored items.
 
-Split from engine.py (the Collection inherits it) so each stays readable: this is where an Add
+This is where an Add
 batch is checked, its images embedded (in the worker pool, all at once, while the previous
 batch is stored: see pipeline.py), its packed rows validated in one numpy pass, and the
 result handed to the index backend, which logs it to the WAL before applying it.
@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from fsclient.types import AddItem, AddResult, FloatArray, ItemError, VectorRows
-from fsserver.admission import Alive, EmbedQueue, always_alive
+from fsserver.admission import Alive, always_alive
 from fsserver.collection.pipeline import CheckedRows, PendingAdd
-from fsserver.config import Config
 from fsserver.errors import (
     Cancelled,
     FaceSearchError,
@@ -25,8 +27,10 @@ from fsserver.errors import (
 )
 from fsserver.faces.embedder import DetectedFace, Faces
 from fsserver.faces.pool import EmbedPool
-from fsserver.storage.backend import IndexBackend, add_records
-from fsserver.storage.records import Record
+from fsserver.storage.rows import Rows
+
+if TYPE_CHECKING:
+    from fsserver.collection.collection import Collection
 
 log = logging.getLogger(__name__)
 
@@ -35,31 +39,12 @@ def item_error(error: FaceSearchError) -> ItemError:
     return ItemError(error.number, str(error))
 
 
-class AddPath:
-    """Collection's Add methods; the Collection provides what is declared here."""
+class Adder:
+    """A collection's Add path (the collection holds one as `adder`)."""
 
-    config: Config
-    embed_queue: EmbedQueue
-    _pool: EmbedPool | None
-
-    @property
-    def store(self) -> IndexBackend:
-        raise NotImplementedError
-
-    def check_vector_model(self, vector_model: str) -> None:
-        raise NotImplementedError
-
-    def validate_vector(self, vector: FloatArray) -> FloatArray:
-        raise NotImplementedError
-
-    def validate_matrix(self, matrix: FloatArray) -> FloatArray:
-        raise NotImplementedError
-
-    def _faces(self, image: bytes) -> Faces:
-        raise NotImplementedError
-
-    def _gallery_changed(self) -> None:
-        raise NotImplementedError
+    def __init__(self, collection: Collection) -> None:
+        self._collection = collection
+        self.config = collection.config
 
     def add(
         self, items: Sequence[AddItem], vector_model: str = "", alive: Alive = always_alive
@@ -80,7 +65,7 @@ class AddPath:
     ) -> PendingAdd:
         """Check a batch, wait for its place in the face model's queue and, with worker
         processes, start embedding all its images at once; finish_add stores it."""
-        self.check_vector_model(vector_model)  # Unavailable while the server loads
+        self._collection.check_vector_model(vector_model)  # Unavailable while the server loads
         checked = self._check_rows(rows) if rows is not None else None
         total = len(items) + (checked.total if checked else 0)
         if total > self.config.max_batch_items:
@@ -90,10 +75,14 @@ class AddPath:
             )
         pending = PendingAdd(items, alive, checked)
         if any(item.image is not None for item in items):
-            pending.admission.enter_context(self.embed_queue.admit(wait=True, alive=alive))
-            if self._pool is not None:
+            pending.admission.enter_context(
+                self._collection.embed_queue.admit(wait=True, alive=alive)
+            )
+            if self._collection.embed_pool is not None:
                 try:
-                    pending.jobs = [self._submit(item, self._pool) for item in items]
+                    pending.jobs = [
+                        self._submit(item, self._collection.embed_pool) for item in items
+                    ]
                 except BaseException:
                     pending.abandon()
                     raise
@@ -110,7 +99,7 @@ class AddPath:
 
     def finish_add(self, pending: PendingAdd) -> list[AddResult]:
         """Wait for the batch's images and store it (see add)."""
-        store = self.store
+        store = self._collection.store
         items = pending.items
         try:
             prepared = self._prepare(pending)
@@ -118,21 +107,29 @@ class AddPath:
             pending.abandon()  # the queue's place is free once the images are embedded
         results: list[AddResult] = []
         vectors: list[FloatArray] = []
-        ids: list[int | None] = []
-        records: list[Record] = []
+        kept: list[AddItem] = []
+        thumbnails: list[bytes] = []
         waiting: list[tuple[int, DetectedFace | None, int]] = []  # result slot, face, faces
         for item, outcome in zip(items, prepared, strict=True):
             if isinstance(outcome, FaceSearchError):
                 results.append(AddResult(id=None, error=item_error(outcome)))
                 continue
             vector, subject, faces_found = outcome
-            thumbnail = subject.thumbnail if subject else b""
             vectors.append(vector)
-            ids.append(item.id)
-            records.append(Record(item.label, item.metadata, thumbnail))
+            kept.append(item)
+            thumbnails.append(subject.thumbnail if subject else b"")
             waiting.append((len(results), subject, faces_found))
             results.append(AddResult(id=None))  # filled in once the index has stored it
-        stored_outcomes = add_records(store, vectors, ids, records)
+        stored_outcomes = []
+        if kept:
+            rows = Rows(
+                np.stack(vectors),
+                [item.id for item in kept],
+                [item.label for item in kept],
+                [item.metadata for item in kept],
+                thumbnails,
+            )
+            stored_outcomes = store.add_rows(rows)
         for (slot, subject, faces_found), stored in zip(waiting, stored_outcomes, strict=True):
             if isinstance(stored, FaceSearchError):
                 results[slot] = AddResult(id=None, error=item_error(stored))
@@ -141,13 +138,13 @@ class AddPath:
                 results[slot] = AddResult(id=stored, face=face, faces_found=faces_found)
         if pending.rows is not None:
             results += self._store_rows(pending.rows)
-        self._gallery_changed()
+        self._collection.people.gallery_changed()
         return results
 
     def _check_rows(self, rows: VectorRows) -> CheckedRows:
         """Shape packed rows by the index's dim and check each; a malformed block as a whole
         (a partial row, a column of the wrong length) is InvalidArgument for the batch."""
-        dim = self.store.contract.dim
+        dim = self._collection.store.contract.dim
         total = len(rows.vectors)
         for name, column in (
             ("labels", rows.labels),
@@ -169,11 +166,11 @@ class AddPath:
             errors = dict.fromkeys(range(total), wrong)
         else:
             try:
-                self.validate_matrix(matrix)
+                self._collection.validate_matrix(matrix)
             except InvalidArgument:  # which rows, and why (the slow path: bad batches only)
                 for position, row in enumerate(matrix):
                     try:
-                        self.validate_vector(row)
+                        self._collection.validate_vector(row)
                     except InvalidArgument as error:
                         errors[position] = item_error(error)
         # UTF-8 takes at most 4 bytes a character, so most batches skip encoding each row.
@@ -185,31 +182,16 @@ class AddPath:
                 except InvalidArgument as error:
                     errors.setdefault(position, item_error(error))
         ids: list[int | None] = list(rows.ids) or [None] * total
-        if not errors:
-            return CheckedRows(matrix, list(range(total)), ids, labels, metadata, {}, total)
+        checked = Rows.of(matrix, ids=ids, labels=labels, metadata=metadata)
         kept = [p for p in range(total) if p not in errors]
-        return CheckedRows(
-            matrix[kept],
-            kept,
-            [ids[p] for p in kept],
-            [labels[p] for p in kept],
-            [metadata[p] for p in kept],
-            errors,
-            total,
-        )
+        return CheckedRows(checked.take(kept), kept, errors, total)
 
     def _store_rows(self, rows: CheckedRows) -> list[AddResult]:
         results = [AddResult(id=None)] * rows.total  # every slot is filled below
         for position, error in rows.errors.items():
             results[position] = AddResult(id=None, error=error)
         if rows.positions:
-            stored = self.store.add_rows(
-                rows.vectors,
-                ids=rows.ids,
-                labels=rows.labels,
-                metadata=rows.metadata,
-                thumbnails=[b""] * len(rows.positions),
-            )
+            stored = self._collection.store.add_rows(rows.rows)
             for position, outcome in zip(rows.positions, stored, strict=True):
                 if isinstance(outcome, FaceSearchError):
                     results[position] = AddResult(id=None, error=item_error(outcome))
@@ -256,11 +238,11 @@ class AddPath:
         """The vector to store, and for images the enrolled face and how many were found
         (from the pool's `job` when the image was submitted to it)."""
         if item.vector is not None:
-            return self.validate_vector(item.vector), None, 0
+            return self._collection.validate_vector(item.vector), None, 0
         if item.image is None:
             raise InvalidArgument("the item has neither an image nor a vector")
-        faces = job.result() if job is not None else self._faces(item.image)
+        faces = job.result() if job is not None else self._collection.faces_of(item.image)
         if not faces:
             raise FailedPrecondition("no face was found in the image")
         subject = faces[0]  # the largest face
-        return self.validate_vector(subject.face.embedding), subject, len(faces)
+        return self._collection.validate_vector(subject.face.embedding), subject, len(faces)

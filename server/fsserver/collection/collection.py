@@ -10,7 +10,6 @@ is the one place that knows how an image becomes index entries.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,8 +33,9 @@ from fsclient.types import (
     Stats,
 )
 from fsserver.admission import Alive, EmbedQueue, always_alive
-from fsserver.collection.adding import AddPath
+from fsserver.collection.adding import Adder
 from fsserver.collection.decisions import Rule
+from fsserver.collection.lease import Leases
 from fsserver.collection.people import People, check_threshold
 from fsserver.config import Config
 from fsserver.contract import EmbeddingContract, deepface_threshold
@@ -43,7 +43,6 @@ from fsserver.errors import (
     Cancelled,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     ResourceExhausted,
     Unavailable,
 )
@@ -52,9 +51,8 @@ from fsserver.faces.models import FaceModel
 from fsserver.faces.pool import EmbedPool
 from fsserver.storage import validation
 from fsserver.storage.backend import Hits, IndexBackend, StoreOptions
-from fsserver.storage.index import FaceIndex
 from fsserver.storage.local import LocalStore
-from fsserver.storage.sharding import read_layout
+from fsserver.storage.sharding import check_not_sharded
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +60,12 @@ log = logging.getLogger(__name__)
 MAX_EF = 100_000
 
 
-class Collection(AddPath):
+class Collection:
     """One named index: its store (local Voyager or Ray shards) in its own folder, its
     recall calibration and open-set rule, and the face model it shares with other
     collections of that model (None: raw vectors only).
 
-    Calls hold a lease (`leased`) while they use it; `retire` (a drop) refuses new leases
-    with NOT_FOUND and waits for the held ones, so a drop never pulls the index out from
-    under a running query or Add batch."""
+    Calls hold a lease (`leased`, lease.py) while they use it, so a drop waits for them."""
 
     def __init__(self, name: str, config: Config, face: FaceModel | None = None) -> None:
         self.name = name
@@ -79,9 +75,8 @@ class Collection(AddPath):
         self._pool = face.pool if face is not None else None
         self._store: IndexBackend | None = None
         self._people: People | None = None
-        self._users = 0
-        self._retired = False
-        self._idle = threading.Condition()
+        self.adder = Adder(self)  # the Add path (adding.py)
+        self.leases = Leases(name)
 
     # ---- start-up --------------------------------------------------------------------
 
@@ -122,30 +117,15 @@ class Collection(AddPath):
 
     # ---- leases ----------------------------------------------------------------------
 
-    def acquire(self) -> None:
-        with self._idle:
-            if self._retired:
-                raise NotFound(f"collection {self.name!r} was dropped")
-            self._users += 1
-
-    def release(self) -> None:
-        with self._idle:
-            self._users -= 1
-            self._idle.notify_all()
-
     @contextmanager
     def leased(self) -> Iterator[Collection]:
-        self.acquire()
-        try:
+        """This collection, held for one call (NOT_FOUND once dropped)."""
+        with self.leases.held():
             yield self
-        finally:
-            self.release()
 
     def retire(self) -> None:
-        """Refuse new calls, wait for those running, then close."""
-        with self._idle:
-            self._retired = True
-            self._idle.wait_for(lambda: self._users == 0)
+        """Refuse new calls, wait for those running, then close (a drop)."""
+        self.leases.retire()
         self.close()
 
     def contract(self) -> EmbeddingContract:
@@ -178,14 +158,6 @@ class Collection(AddPath):
             raise Unavailable("the server is still loading its model and index")
         return self._store
 
-    @property
-    def index(self) -> FaceIndex:
-        """The in-process index (the local backend only: tests and benchmarks look inside)."""
-        store = self.store
-        if not isinstance(store, LocalStore):
-            raise FailedPrecondition("the index lives in Ray shard actors, not this process")
-        return store.index
-
     def validate_vector(self, vector: FloatArray) -> FloatArray:
         """See validation.validate_vector."""
         return validation.validate_vector(self.store.contract, vector)
@@ -205,7 +177,7 @@ class Collection(AddPath):
         """The face model's worker processes, if it runs in them."""
         return self._pool
 
-    def _faces(self, image: bytes) -> Faces:
+    def faces_of(self, image: bytes) -> Faces:
         if self.face is None:
             raise FailedPrecondition(
                 f"collection {self.name!r} holds raw vectors (dim {self.config.dim}, no face "
@@ -215,7 +187,7 @@ class Collection(AddPath):
 
     def embed(self, image: bytes) -> Embedding:
         with self.embed_queue.admit(wait=False):
-            faces = self._faces(image)
+            faces = self.faces_of(image)
         if not faces:
             raise FailedPrecondition("no face was found in the image")
         face_model = self._face_model
@@ -246,7 +218,7 @@ class Collection(AddPath):
         if image is not None:
             with self.embed_queue.admit(wait=False):
                 started = time.perf_counter()
-                detected = self._faces(image)
+                detected = self.faces_of(image)
                 embed_seconds = time.perf_counter() - started
             if not alive():
                 raise Cancelled("the client cancelled or its deadline passed")
@@ -367,9 +339,6 @@ class Collection(AddPath):
         self.people.gallery_changed()
         return deleted
 
-    def _gallery_changed(self) -> None:
-        self.people.gallery_changed()
-
     @property
     def unsaved_changes(self) -> bool:
         return self._store is not None and self._store.unsaved_changes
@@ -434,13 +403,3 @@ def _neighbors(hits: Hits, row: int, threshold: float | None) -> list[Neighbor]:
             strict=True,
         )
     ]
-
-
-def check_not_sharded(data_dir: Path) -> None:
-    """The single index must not open a directory that holds Ray shards (it would look
-    empty and start a second, unrelated index beside them)."""
-    layout = read_layout(data_dir)
-    if layout is not None:
-        raise FailedPrecondition(
-            f"{data_dir} holds {layout} Ray shards: start with --backend ray --shards {layout}"
-        )

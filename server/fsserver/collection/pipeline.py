@@ -1,8 +1,8 @@
 """Pipelining an Add stream: batch i+1's images embed while batch i is stored.
 
-Collection.begin_add checks a batch, takes its place in the face model's queue and submits its
-images to the worker pool; Collection.finish_add waits for them and stores the batch. The
-service runs the begin step of the next request in a thread, one request ahead (ReadAhead),
+Adder.begin_add (adding.py) checks a batch, takes its place in the face model's queue and
+submits its images to the worker pool; Adder.finish_add waits for them and stores the batch.
+The service runs the begin step of the next request in a thread, one request ahead (ReadAhead),
 so the workers are kept busy while the current batch goes into the WAL and the index.
 Outcomes and their order are those of doing each batch in turn.
 """
@@ -17,9 +17,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
-from fsclient.types import AddItem, FloatArray, ItemError
+from fsclient.types import AddItem, ItemError
 from fsserver.admission import Alive
 from fsserver.faces.embedder import Faces
+from fsserver.storage.rows import Rows
 
 T = TypeVar("T")
 
@@ -30,13 +31,10 @@ _POLL_SECONDS = 0.1
 @dataclass(frozen=True)
 class CheckedRows:
     """AddRequest.rows after the checks that need no index lock: each row is either a
-    validated vector to store or its own error."""
+    validated row to store or its own error."""
 
-    vectors: FloatArray  # the rows to store, validated
+    rows: Rows  # the rows to store
     positions: list[int]  # each stored row's position among all the rows
-    ids: list[int | None]
-    labels: list[str]
-    metadata: list[str]
     errors: dict[int, ItemError]  # position → why that row is refused
     total: int
 

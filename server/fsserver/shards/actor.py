@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from fsserver.errors import FaceSearchError, FailedPrecondition, NotFound, Unava
 from fsserver.storage.backend import Hits, StoreOptions, StoreStats
 from fsserver.storage.index import IdArray
 from fsserver.storage.local import LocalStore
+from fsserver.storage.rows import Rows
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +74,7 @@ class ShardActor:
 
     # ---- writes: the router serialises them and sends explicit ids ------------------
 
-    def add_rows(
-        self,
-        vectors: FloatArray,
-        ids: Sequence[int],
-        labels: Sequence[str],
-        metadata: Sequence[str],
-        thumbnails: Sequence[bytes],
-    ) -> list[int | FaceSearchError]:
+    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
         """Store rows under the router's ids; durable (fsynced in this shard's WAL) on return.
 
         Safe to run twice (Ray retries it on a restarted actor): the same ids with the same
@@ -87,10 +82,8 @@ class ShardActor:
         """
         # Ray hands numpy arguments over read-only (from its object store); Voyager's
         # add_items refuses read-only arrays, so take a writable copy.
-        writable = np.array(vectors, dtype=np.float32, copy=True)
-        return self.store.add_rows(
-            writable, ids=ids, labels=labels, metadata=metadata, thumbnails=thumbnails
-        )
+        writable = np.array(rows.vectors, dtype=np.float32, copy=True)
+        return self.store.add_rows(replace(rows, vectors=writable))
 
     def missing(self, ids: Sequence[int]) -> list[int]:
         return self.store.missing(ids)

@@ -53,6 +53,7 @@ from fsserver.shards.merge import merge_hits
 from fsserver.storage.backend import Hits, StoreOptions, StoreStats
 from fsserver.storage.index import claim_ids
 from fsserver.storage.records import choose_labels
+from fsserver.storage.rows import Rows
 from fsserver.storage.sharding import claim_layout, shard_dir, shard_of
 
 log = logging.getLogger(__name__)
@@ -181,45 +182,36 @@ class RayShards:
 
     # ---- writes ----------------------------------------------------------------------
 
-    def add_rows(
-        self,
-        vectors: FloatArray,
-        *,
-        ids: Sequence[int | None],
-        labels: Sequence[str],
-        metadata: Sequence[str],
-        thumbnails: Sequence[bytes],
-    ) -> list[int | FaceSearchError]:
+    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
         """Store each row in its id's shard. A shard that does not confirm in time fails
         only its own rows (UNAVAILABLE): they are not acknowledged, though the shard may
         still store them, as a crash mid-add may."""
         with self._writes:
-            outcomes, self._next_id = claim_ids(ids, self._next_id)
-            by_shard: dict[int, list[int]] = {}
+            outcomes, self._next_id = claim_ids(rows.ids, self._next_id)
+            by_shard: dict[int, list[int]] = {}  # shard → positions of its rows
+            ids_by_shard: dict[int, list[int]] = {}
             for row, outcome in enumerate(outcomes):
                 if isinstance(outcome, int):
-                    by_shard.setdefault(shard_of(outcome, self.shards), []).append(row)
+                    shard = shard_of(outcome, self.shards)
+                    by_shard.setdefault(shard, []).append(row)
+                    ids_by_shard.setdefault(shard, []).append(outcome)
             calls = {
                 shard: self._actors[shard].add_rows.remote(
-                    vectors[rows],
-                    [outcomes[row] for row in rows],
-                    [labels[row] for row in rows],
-                    [metadata[row] for row in rows],
-                    [thumbnails[row] for row in rows],
+                    rows.take(positions).with_ids(ids_by_shard[shard])
                 )
-                for shard, rows in by_shard.items()
+                for shard, positions in by_shard.items()
             }
             # Every shard's answer is collected, so rows in shards that did store are
             # reported stored even when another shard failed.
             if calls:
                 ray.wait(list(calls.values()), num_returns=len(calls), timeout=self._timeout)
             for shard, call in calls.items():
-                rows = by_shard[shard]
+                positions = by_shard[shard]
                 try:
                     stored = self._gather([call], f"Add to shard {shard}", timeout=0)[0]
                 except Unavailable as error:
-                    stored = [error] * len(rows)
-                for row, result in zip(rows, stored, strict=True):
+                    stored = [error] * len(positions)
+                for row, result in zip(positions, stored, strict=True):
                     outcomes[row] = result
         return outcomes
 

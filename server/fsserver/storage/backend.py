@@ -18,7 +18,7 @@ import numpy.typing as npt
 from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Page, Person, SaveResult
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError
-from fsserver.storage.records import Record
+from fsserver.storage.rows import Rows
 
 
 @dataclass(frozen=True)
@@ -75,15 +75,7 @@ class IndexBackend(Protocol):
     @property
     def unsaved_changes(self) -> bool: ...
 
-    def add_rows(
-        self,
-        vectors: FloatArray,
-        *,
-        ids: Sequence[int | None],
-        labels: Sequence[str],
-        metadata: Sequence[str],
-        thumbnails: Sequence[bytes],
-    ) -> list[int | FaceSearchError]:
+    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
         """Store validated rows; per row its id or its own error. Durable on return."""
         ...
 
@@ -141,21 +133,3 @@ class IndexBackend(Protocol):
     def stats(self) -> StoreStats: ...
 
     def close(self) -> None: ...
-
-
-def add_records(
-    backend: IndexBackend,
-    vectors: Sequence[FloatArray],
-    ids: Sequence[int | None],
-    records: Sequence[Record],
-) -> list[int | FaceSearchError]:
-    """add_rows for items built one by one (images, single vectors)."""
-    if not vectors:
-        return []
-    return backend.add_rows(
-        np.stack(vectors),
-        ids=ids,
-        labels=[r.label for r in records],
-        metadata=[r.metadata for r in records],
-        thumbnails=[r.thumbnail for r in records],
-    )

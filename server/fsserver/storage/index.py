@@ -19,17 +19,17 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import voyager
 
-from fsclient.types import FloatArray, Item, ItemSummary, Neighbor, Page, Person
+from fsclient.types import FloatArray, Item, ItemSummary, Page, Person
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import FaceSearchError, InvalidArgument, NotFound, ResourceExhausted
 from fsserver.storage import exact, validation
-from fsserver.storage.records import NO_RECORD, Record, RecordTable, label_counts
+from fsserver.storage.records import RecordTable, label_counts
+from fsserver.storage.rows import Rows
 from fsserver.storage.rwlock import ReadWriteLock
 from fsserver.storage.wal import WriteAheadLog
 from fsserver.storage.wal_records import AddRecord, DeleteRecord, RelabelRecord, WalRecord
@@ -48,15 +48,6 @@ _INSERT_CHUNK = 1024
 _MIN_CAPACITY = 1024
 # Vectors read per lock hold by scans (live_chunks, gallery_rows): writers wait at most one.
 _SCAN_CHUNK = 16_384
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One item to store. `vector` must have passed validate_vector."""
-
-    vector: FloatArray
-    id: int | None = None
-    record: Record = NO_RECORD
 
 
 class FaceIndex:
@@ -140,47 +131,20 @@ class FaceIndex:
         """See validation.validate_matrix."""
         return validation.validate_matrix(self.contract, matrix)
 
-    def add(self, entries: Sequence[Entry]) -> list[int | FaceSearchError]:
-        """Store entries in one Voyager call; per entry its id or its own error (see add_rows)."""
-        if not entries:
-            return []
-        return self.add_rows(
-            np.stack([e.vector for e in entries]),
-            ids=[e.id for e in entries],
-            labels=[e.record.label for e in entries],
-            metadata=[e.record.metadata for e in entries],
-            thumbnails=[e.record.thumbnail for e in entries],
-        )
-
-    def add_rows(
-        self,
-        vectors: FloatArray,
-        *,
-        ids: Sequence[int | None],
-        labels: Sequence[str],
-        metadata: Sequence[str],
-        thumbnails: Sequence[bytes],
-    ) -> list[int | FaceSearchError]:
-        """Store rows (validated vectors, one per row of every column) in one Voyager call;
-        per row its id or its own error (a bad or repeated id).
+    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
+        """Store rows in one Voyager call; per row its id or its own error (a bad or
+        repeated id).
 
         With a WAL, the accepted rows are logged and fsynced first: when this returns, they
         survive a crash. An OSError from the log fails the whole call, storing nothing.
         """
         with self._mutation:
-            outcomes = self._claim_ids(ids)
+            outcomes = self._claim_ids(rows.ids)
             kept = [row for row, outcome in enumerate(outcomes) if isinstance(outcome, int)]
             if not kept:
                 return outcomes
-            every = len(kept) == len(outcomes)
-            record = AddRecord(
-                lsn=0,
-                ids=np.array([outcomes[row] for row in kept], dtype=np.uint64),
-                vectors=vectors if every else vectors[kept],
-                labels=list(labels) if every else [labels[row] for row in kept],
-                metadata=list(metadata) if every else [metadata[row] for row in kept],
-                thumbnails=list(thumbnails) if every else [thumbnails[row] for row in kept],
-            )
+            ids = [outcome for outcome in outcomes if isinstance(outcome, int)]
+            record = AddRecord(lsn=0, rows=rows.take(kept).with_ids(ids))
             if self.wal is not None:
                 self.wal.append(record)
             self._apply_or_unlog(record)
@@ -414,15 +378,6 @@ class FaceIndex:
             vector = np.asarray(self._index.get_vector(id), dtype=np.float32)
         return Item(id, record.label, record.metadata, vector, record.thumbnail)
 
-    def query(
-        self, vectors: FloatArray, k: int, ef: int | None = None, exact: bool = False
-    ) -> list[list[Neighbor]]:
-        """k nearest live items for each row of `vectors`, nearest first."""
-        ids, distances = self.search(vectors, k, ef, exact)
-        return [
-            self._neighbors(row_ids, row_d) for row_ids, row_d in zip(ids, distances, strict=True)
-        ]
-
     def search(
         self, vectors: FloatArray, k: int, ef: int | None = None, exact: bool = False
     ) -> tuple[npt.NDArray[np.uint64], FloatArray]:
@@ -513,17 +468,6 @@ class FaceIndex:
     def metadata_of(self, ids: npt.NDArray[np.uint64]) -> list[list[str]]:
         return self._records.metadata_of(ids)
 
-    def _neighbors(self, ids: np.ndarray, distances: np.ndarray) -> list[Neighbor]:
-        row = ids[None, :]
-        labels, metadata = self._records.labels_of(row)[0], self._records.metadata_of(row)[0]
-        threshold = self.threshold
-        return [
-            Neighbor(id, label, meta, distance, threshold is not None and distance <= threshold)
-            for id, label, meta, distance in zip(
-                ids.tolist(), labels, metadata, distances.tolist(), strict=True
-            )
-        ]
-
     # ---- for snapshots ---------------------------------------------------------------
 
     @contextmanager
@@ -602,7 +546,8 @@ def _insert(
                 index.unmark_deleted(id)
                 deleted.discard(id)
     replacing = np.array([id in index for id in ids], dtype=bool)
-    extras = any(record.metadata) or any(record.thumbnails)
+    batch = record.rows
+    extras = any(batch.metadata) or any(batch.thumbnails)
     for rows, threads in ((np.flatnonzero(replacing), 1), (np.flatnonzero(~replacing), -1)):
         for start in range(0, len(rows), _INSERT_CHUNK):
             chunk = rows[start : start + _INSERT_CHUNK]
@@ -610,11 +555,11 @@ def _insert(
             with lock.read() if lock else nullcontext(), labels or nullcontext():
                 if records is not None:
                     positions = chunk.tolist()
-                    records.set_labels(chunk_ids, [record.labels[i] for i in positions])
+                    records.set_labels(chunk_ids, [batch.labels[i] for i in positions])
                     # Bulk loads carry neither and replace nothing that had any: skip the rows.
                     if extras or records.has_any_extras:
                         for i in positions:
-                            metadata, thumbnail = record.metadata[i], record.thumbnails[i]
+                            metadata, thumbnail = batch.metadata[i], batch.thumbnails[i]
                             if metadata or thumbnail or records.has_extras(ids[i]):
                                 records.set_extras(ids[i], metadata, thumbnail)
-                index.add_items(record.vectors[chunk], ids=chunk_ids, num_threads=threads)
+                index.add_items(batch.vectors[chunk], ids=chunk_ids, num_threads=threads)

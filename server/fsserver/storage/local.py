@@ -26,6 +26,7 @@ from fsserver.storage.heap import release_free_memory
 from fsserver.storage.index import FaceIndex, IdArray
 from fsserver.storage.records import choose_labels
 from fsserver.storage.recovery import open_store
+from fsserver.storage.rows import Rows
 from fsserver.storage.snapshot import save_snapshot
 from fsserver.storage.wal import RecoveryReport
 
@@ -122,18 +123,8 @@ class LocalStore:
 
     # ---- writes ----------------------------------------------------------------------
 
-    def add_rows(
-        self,
-        vectors: FloatArray,
-        *,
-        ids: Sequence[int | None],
-        labels: Sequence[str],
-        metadata: Sequence[str],
-        thumbnails: Sequence[bytes],
-    ) -> list[int | FaceSearchError]:
-        outcomes = self.index.add_rows(
-            vectors, ids=ids, labels=labels, metadata=metadata, thumbnails=thumbnails
-        )
+    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
+        outcomes = self.index.add_rows(rows)
         self._changed()
         return outcomes
 

@@ -75,3 +75,13 @@ def claim_layout(data_dir: Path, shards: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_not_sharded(data_dir: Path) -> None:
+    """The single index must not open a directory that holds Ray shards (it would look
+    empty and start a second, unrelated index beside them)."""
+    layout = read_layout(data_dir)
+    if layout is not None:
+        raise FailedPrecondition(
+            f"{data_dir} holds {layout} Ray shards: start with --backend ray --shards {layout}"
+        )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fsclient.types import FloatArray
+from fsserver.storage.rows import Rows
 
 BODY_HEAD = struct.Struct("<QB")  # lsn, kind
 _COUNTS = struct.Struct("<II")  # items, dim
@@ -28,12 +28,14 @@ ADD, DELETE, RELABEL = 1, 2, 3
 
 @dataclass(frozen=True)
 class AddRecord:
+    """Rows stored, every id assigned."""
+
     lsn: int
-    ids: np.ndarray  # uint64
-    vectors: FloatArray  # (n, dim) float32
-    labels: list[str]
-    metadata: list[str]
-    thumbnails: list[bytes]
+    rows: Rows
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.asarray(self.rows.ids, dtype=np.uint64)
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,10 @@ def encode(lsn: int, record: WalRecord) -> bytes:
     ids = np.asarray(record.ids, dtype="<u8")
     if isinstance(record, DeleteRecord):
         return BODY_HEAD.pack(lsn, DELETE) + struct.pack("<I", len(ids)) + ids.tobytes()
-    n, dim = record.vectors.shape
-    texts = [s.encode("utf-8") for s in (*record.labels, *record.metadata)]
-    blobs = [*texts, *record.thumbnails]
+    rows = record.rows
+    n, dim = rows.vectors.shape
+    texts = [s.encode("utf-8") for s in (*rows.labels, *rows.metadata)]
+    blobs = [*texts, *rows.thumbnails]
     # Lengths column-wise (all labels, all metadata, all thumbnails) so decoding is one split.
     lengths = np.array([len(b) for b in blobs], dtype="<u4")
     return b"".join(
@@ -80,7 +83,7 @@ def encode(lsn: int, record: WalRecord) -> bytes:
             BODY_HEAD.pack(lsn, ADD),
             _COUNTS.pack(n, dim),
             ids.tobytes(),
-            np.ascontiguousarray(record.vectors, dtype="<f4").tobytes(),
+            np.ascontiguousarray(rows.vectors, dtype="<f4").tobytes(),
             lengths.tobytes(),
             *blobs,
         )
@@ -120,11 +123,11 @@ def decode(body: bytes) -> WalRecord:
         raise ValueError("add record lengths do not match its size")
     starts = np.concatenate(([at], ends[:-1])) if n else ends
     blobs = [body[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-    return AddRecord(
-        lsn,
-        ids,
+    rows = Rows(
         vectors.astype(np.float32),  # a writable copy: Voyager wants one
+        ids.tolist(),
         [b.decode("utf-8") for b in blobs[:n]],
         [b.decode("utf-8") for b in blobs[n : 2 * n]],
         blobs[2 * n :],
     )
+    return AddRecord(lsn, rows)
