@@ -1,8 +1,9 @@
 """Regenerate the checked-in Python stubs from protos/ (`make proto`).
 
 protoc writes `from facesearch.v1 import facesearch_pb2` into the gRPC module; the stubs
-live inside the `fsproto` package, so that import is rewritten to an absolute
-one under it. tests/test_proto_fresh.py runs this into a temp dir and diffs the result.
+live inside the `fsproto` package, so that import is rewritten to an absolute one under
+it. tests/test_packaging.py (test_checked_in_stubs_are_fresh) runs this into a temp dir
+and diffs the result.
 """
 
 from __future__ import annotations

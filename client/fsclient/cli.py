@@ -19,10 +19,10 @@ import numpy as np
 
 from fsclient.cli_args import (
     UsageError,
+    add_global_options,
     fetch_thumbnail,
     non_negative_int,
     one_vector,
-    positive_float,
     positive_int,
 )
 from fsclient.cli_collections import register as register_collection_commands
@@ -194,75 +194,6 @@ def run_stats(args: argparse.Namespace, client: FaceSearchClient) -> int:
 # ---- the parser --------------------------------------------------------------------------
 
 
-def _add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
-    # Also accepted after the subcommand; SUPPRESS there keeps a value given before it.
-    def default(value: object) -> object:
-        return argparse.SUPPRESS if in_subcommand else value
-
-    group = parser.add_argument_group("global options")
-    group.add_argument(
-        "--server",
-        metavar="HOST:PORT",
-        default=default(None),
-        help=f"the facesearch server (default: $FSCLIENT_SERVER, else {DEFAULT_SERVER})",
-    )
-    group.add_argument(
-        "--collection",
-        metavar="NAME",
-        default=default(None),
-        help="the collection to work on (default: $FSCLIENT_COLLECTION, else 'default')",
-    )
-    group.add_argument(
-        "--timeout",
-        type=positive_float,
-        metavar="SECONDS",
-        default=default(None),
-        help="deadline of each call (default: none)",
-    )
-    group.add_argument(
-        "--json", action="store_true", default=default(False), help="print one line of JSON"
-    )
-    group.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=default(False),
-        help="no progress bar and no chatter; results, failures and errors still print",
-    )
-    # The token is deliberately no flag: command lines show up in `ps` and shell history.
-    tls = parser.add_argument_group("TLS and authentication")
-    tls.add_argument(
-        "--tls",
-        action="store_true",
-        default=default(False),
-        help="connect over TLS, trusting the system's CAs (implied by --tls-ca)",
-    )
-    tls.add_argument(
-        "--tls-ca",
-        metavar="PEM",
-        default=default(None),
-        help="connect over TLS, trusting this CA (default: $FSCLIENT_TLS_CA)",
-    )
-    tls.add_argument(
-        "--tls-cert",
-        metavar="PEM",
-        default=default(None),
-        help="client certificate, for mutual TLS (default: $FSCLIENT_TLS_CERT)",
-    )
-    tls.add_argument(
-        "--tls-key",
-        metavar="PEM",
-        default=default(None),
-        help="the private key of --tls-cert (default: $FSCLIENT_TLS_KEY)",
-    )
-    tls.add_argument(
-        "--token-file",
-        metavar="FILE",
-        default=default(None),
-        help="read the bearer token from FILE (default: $FSCLIENT_TOKEN)",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fsclient",
@@ -270,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_global_options(parser, in_subcommand=False)
+    add_global_options(parser, in_subcommand=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, help: str, description: str = "") -> argparse.ArgumentParser:
@@ -281,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        _add_global_options(sub, in_subcommand=True)
+        add_global_options(sub, in_subcommand=True)
         return sub
 
     add = command(

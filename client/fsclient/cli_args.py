@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from fsclient.client import FaceSearchClient, FaceSearchError
+from fsclient.client import DEFAULT_SERVER, FaceSearchClient, FaceSearchError
 from fsclient.sources import LocalFileError, load_vectors
 from fsclient.types import FloatArray
 
@@ -82,3 +82,74 @@ def fetch_thumbnail(client: FaceSearchClient, item_id: int) -> bytes | None:
         if error.code == grpc.StatusCode.NOT_FOUND:
             return None  # a placeholder is drawn instead
         raise
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+    """The options every command takes, before or after its name (--server, --json, TLS…).
+    After the subcommand they default to SUPPRESS, so a value given before it is kept."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if in_subcommand else value
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=default(None),
+        help=f"the facesearch server (default: $FSCLIENT_SERVER, else {DEFAULT_SERVER})",
+    )
+    group.add_argument(
+        "--collection",
+        metavar="NAME",
+        default=default(None),
+        help="the collection to work on (default: $FSCLIENT_COLLECTION, else 'default')",
+    )
+    group.add_argument(
+        "--timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        default=default(None),
+        help="deadline of each call (default: none)",
+    )
+    group.add_argument(
+        "--json", action="store_true", default=default(False), help="print one line of JSON"
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress bar and no chatter; results, failures and errors still print",
+    )
+    # The token is deliberately no flag: command lines show up in `ps` and shell history.
+    tls = parser.add_argument_group("TLS and authentication")
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(False),
+        help="connect over TLS, trusting the system's CAs (implied by --tls-ca)",
+    )
+    tls.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        default=default(None),
+        help="connect over TLS, trusting this CA (default: $FSCLIENT_TLS_CA)",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        default=default(None),
+        help="client certificate, for mutual TLS (default: $FSCLIENT_TLS_CERT)",
+    )
+    tls.add_argument(
+        "--tls-key",
+        metavar="PEM",
+        default=default(None),
+        help="the private key of --tls-cert (default: $FSCLIENT_TLS_KEY)",
+    )
+    tls.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=default(None),
+        help="read the bearer token from FILE (default: $FSCLIENT_TOKEN)",
+    )

@@ -4,7 +4,7 @@ Nothing here prints or touches files, so every line the CLI writes can be unit-t
 
 `to_json` maps the dataclasses of `fsclient.types` to plain dicts with stable keys (vectors
 become lists of floats, bytes become base64 text). docs/json.md documents every shape the
-CLI prints, and tests/test_cli_json.py checks the CLI's output against it; the one shape
+CLI prints, and tests/client/test_cli_json.py checks the CLI's output against it; the one shape
 only the Python API produces is BatchResult: ids, distances, labels, matches (rows x k
 lists), metadata (or null), search_seconds.
 """

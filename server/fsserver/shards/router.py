@@ -51,7 +51,7 @@ from fsserver.errors import (
 from fsserver.shards.actor import ShardActor
 from fsserver.shards.merge import merge_hits
 from fsserver.storage.backend import Hits, StoreOptions, StoreStats
-from fsserver.storage.index import claim_ids
+from fsserver.storage.inserts import claim_ids
 from fsserver.storage.records import choose_labels
 from fsserver.storage.rows import Rows
 from fsserver.storage.sharding import claim_layout, shard_dir, shard_of

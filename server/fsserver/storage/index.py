@@ -18,17 +18,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 
 import numpy as np
 import numpy.typing as npt
 import voyager
 
-from fsclient.types import FloatArray, Item, ItemSummary, Page, Person
+from fsclient.types import FloatArray, Item
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import FaceSearchError, InvalidArgument, NotFound, ResourceExhausted
+from fsserver.errors import FaceSearchError, InvalidArgument, NotFound
 from fsserver.storage import exact, validation
-from fsserver.storage.records import RecordTable, label_counts
+from fsserver.storage.gallery import GalleryReader
+from fsserver.storage.inserts import MAX_ID, claim_ids, empty_like, insert, replay_onto
+from fsserver.storage.records import RecordTable
 from fsserver.storage.rows import Rows
 from fsserver.storage.rwlock import ReadWriteLock
 from fsserver.storage.wal import WriteAheadLog
@@ -36,14 +38,9 @@ from fsserver.storage.wal_records import AddRecord, DeleteRecord, RelabelRecord,
 
 log = logging.getLogger(__name__)
 
-MAX_ID = 2**64 - 1
 IdArray = npt.NDArray[np.uint64]
 _SPACES = {"euclidean": voyager.Space.Euclidean, "cosine": voyager.Space.Cosine}
 _STORAGES = {"float32": voyager.StorageDataType.Float32, "e4m3": voyager.StorageDataType.E4M3}
-# Rows per add_items call: lookups by id wait for at most one chunk of inserts. Smaller
-# chunks cost bulk loads dearly (60k face-like rows: 6,046/s at 256 rows, 7,900/s at 1024,
-# 8,040/s in one call), so a Get may wait ~0.1-0.3 s behind a bulk load instead.
-_INSERT_CHUNK = 1024
 # Grow capacity in big steps: a resize locks queries out, so it should be rare.
 _MIN_CAPACITY = 1024
 # Vectors read per lock hold by scans (live_chunks, gallery_rows): writers wait at most one.
@@ -180,7 +177,7 @@ class FaceIndex:
         if isinstance(record, AddRecord):
             before = {id: self._records.get(id) for id in record.ids.tolist()}
             try:
-                _insert(self._index, self._deleted, self._lock, self._labels, record, self._records)
+                insert(self._index, self._deleted, self._lock, self._labels, record, self._records)
             except Exception:
                 for id, old in before.items():
                     self._records.set(id, old)
@@ -244,71 +241,6 @@ class FaceIndex:
                 self._log_and_apply(RelabelRecord(lsn=0, old=old, new=new))
         return count
 
-    def people(self) -> list[Person]:
-        """Every label some live item carries, with its live item count, by label."""
-        with self._lock.read(), self._labels:
-            per_code, names = self._records.code_counts()
-        counts = label_counts(per_code, names)  # the slow part (a dict), without the locks
-        return [Person(label, counts[label]) for label in sorted(counts)]
-
-    def item_ids(self, label: str | None, upto: int | None = None) -> tuple[IdArray, int]:
-        """The first `upto` (all when None) ids of live items, ascending, labelled `label`
-        when given ("": unlabelled items); and how many match in all."""
-        with self._lock.read(), self._labels:
-            ids = self._matching_ids(label)
-        return (ids if upto is None else ids[:upto]), len(ids)
-
-    def _matching_ids(self, label: str | None) -> IdArray:
-        """Ascending ids of live items labelled `label`; the caller holds the read and
-        labels locks. Records hold labels of live items only (a delete discards them)."""
-        if label:
-            return self._records.ids_labelled([label])
-        ids = np.sort(self._live_ids())
-        if label == "":
-            ids = ids[self._records.codes_of(ids) == 0]
-        return ids
-
-    def items(self, label: str | None, offset: int, limit: int) -> Page[ItemSummary]:
-        """Live items in ascending id order (labelled `label` when given), from `offset`,
-        at most `limit`; `total` is how many match."""
-        if offset < 0 or limit < 0:
-            raise InvalidArgument(f"offset and limit must not be negative: {offset}, {limit}")
-        with self._lock.read(), self._labels:
-            ids = self._matching_ids(label)
-            entries = self._summaries(ids[offset : offset + limit])
-        return Page(entries, len(ids))
-
-    def summaries(self, ids: Sequence[int]) -> list[ItemSummary]:
-        """Id, label and metadata of those of ids that are live, in the order given."""
-        with self._lock.read(), self._labels:
-            return self._summaries(np.array([i for i in ids if i in self], np.uint64))
-
-    def _summaries(self, ids: IdArray) -> list[ItemSummary]:
-        if not len(ids):
-            return []
-        row = ids[None, :]
-        labels, metadata = self._records.labels_of(row)[0], self._records.metadata_of(row)[0]
-        return [
-            ItemSummary(id, label, meta)
-            for id, label, meta in zip(ids.tolist(), labels, metadata, strict=True)
-        ]
-
-    def gallery_rows(self, labels: Sequence[str]) -> tuple[IdArray, list[str], FloatArray]:
-        """Ids (ascending), labels and stored vectors of the live items labelled any of
-        `labels`. Ids are found in one short lock hold and vectors read a chunk per hold
-        (as live_chunks does), so a big gallery never holds writers, and so queries, off
-        for long; a change made meanwhile may or may not be seen."""
-        with self._lock.read(), self._labels:
-            index = self._index  # a compaction may swap in another; this one stays valid
-            ids = self._records.ids_labelled(labels)
-        read = list(self._read_chunks(index, ids, _SCAN_CHUNK))
-        kept = np.concatenate([np.zeros(0, np.uint64), *(chunk for chunk, _ in read)])
-        vectors = np.concatenate(
-            [np.zeros((0, self.contract.dim), np.float32), *(v for _, v in read)]
-        )
-        names = self._records.labels_of(kept[None, :])[0] if len(kept) else []
-        return kept, names, vectors
-
     # ---- compaction ------------------------------------------------------------------
 
     def compact(self) -> int:
@@ -327,21 +259,12 @@ class FaceIndex:
                 vectors = np.asarray(self._index.get_vectors(live), dtype=np.float32)
                 self._pending = []
             try:
-                index = self._empty_like(max(len(live), _MIN_CAPACITY))
+                index = empty_like(self._index, max(len(live), _MIN_CAPACITY))
                 if live:
                     index.add_items(vectors, ids=live)
                 del vectors
                 with self._mutation:
-                    deleted: set[int] = set()
-                    for record in self._pending:
-                        # Relabels change only the records, which both graphs share.
-                        if isinstance(record, AddRecord):
-                            _insert(index, deleted, None, None, record, None)
-                        elif isinstance(record, DeleteRecord):
-                            for id in record.ids.tolist():
-                                if id in index and id not in deleted:
-                                    index.mark_deleted(id)
-                                    deleted.add(id)
+                    deleted = replay_onto(index, self._pending)
                     with self._lock.write():
                         self._index, self._deleted = index, deleted
                     self.version += 1
@@ -355,18 +278,19 @@ class FaceIndex:
                 self._pending = None
         return dropped
 
-    def _empty_like(self, capacity: int) -> voyager.Index:
-        old = self._index
-        return voyager.Index(
-            old.space,
-            num_dimensions=old.num_dimensions,
-            M=old.M,
-            ef_construction=old.ef_construction,
-            max_elements=capacity,
-            storage_data_type=old.storage_data_type,
-        )
-
     # ---- reads -----------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[voyager.Index]:
+        """Hold the index still for a read (no delete, swap or insert chunk meanwhile);
+        yields the graph in force, which stays valid after (a compaction swaps in another)."""
+        with self._lock.read(), self._labels:
+            yield self._index
+
+    @property
+    def gallery(self) -> GalleryReader:
+        """People and items read from the records (gallery.py)."""
+        return GalleryReader(self)
 
     def get(self, id: int) -> Item:
         # Read side: no delete or swap meanwhile; labels lock: no insert writing the id
@@ -415,7 +339,7 @@ class FaceIndex:
     def sample(self, n: int, rng: np.random.Generator) -> tuple[npt.NDArray[np.uint64], FloatArray]:
         """n live items drawn at random: their ids and stored vectors."""
         with self._lock.read(), self._labels:
-            ids = self._live_ids()
+            ids = self.live_ids()
             picked = rng.choice(ids, size=min(n, len(ids)), replace=False)
             vectors = np.asarray(self._index.get_vectors(picked), dtype=np.float32)
         return picked, vectors
@@ -425,8 +349,8 @@ class FaceIndex:
         with self._lock.read(), self._labels:
             return np.asarray(self._index.get_vectors(ids), dtype=np.float32)
 
-    def _live_ids(self) -> npt.NDArray[np.uint64]:
-        """Ids of live items; the caller holds the read and labels locks."""
+    def live_ids(self) -> npt.NDArray[np.uint64]:
+        """Ids of live items; the caller holds `reading()`."""
         ids = np.fromiter(self._index.ids, np.uint64, len(self._index))
         if self._deleted:
             gone = np.fromiter(self._deleted, np.uint64, len(self._deleted))
@@ -443,10 +367,10 @@ class FaceIndex:
         """
         with self._lock.read(), self._labels:
             index = self._index  # a compaction may swap in another; this one stays valid
-            ids = self._live_ids()
-        yield from self._read_chunks(index, ids, size)
+            ids = self.live_ids()
+        yield from self.read_chunks(index, ids, size)
 
-    def _read_chunks(
+    def read_chunks(
         self, index: voyager.Index, ids: npt.NDArray[np.uint64], size: int
     ) -> Iterator[tuple[npt.NDArray[np.uint64], FloatArray]]:
         """The stored vectors of `ids` in `index`, a chunk per lock hold."""
@@ -488,78 +412,3 @@ class FaceIndex:
 def _require_label(label: str) -> None:
     if not label:
         raise InvalidArgument("the label must not be empty: unlabelled items are no person")
-
-
-def claim_ids(
-    requested: Sequence[int | None], next_id: int
-) -> tuple[list[int | FaceSearchError], int]:
-    """Ids for a batch (each requested one, or the counter's next for None), or per item
-    why not (out of range, repeated in the batch); and the counter after them.
-
-    The counter only grows, past every id handed out or requested, so a fresh id never
-    collides with one in use (the sharded router keeps one such counter for all shards).
-    """
-    if all(id is None for id in requested) and next_id + len(requested) <= MAX_ID:
-        return list(range(next_id, next_id + len(requested))), next_id + len(requested)
-    seen: set[int] = set()
-    outcomes: list[int | FaceSearchError] = []
-    for wanted in requested:
-        if wanted is None:
-            if next_id > MAX_ID:
-                outcomes.append(ResourceExhausted("no free id above the largest one in use"))
-                continue
-            wanted = next_id
-        elif not 0 <= wanted <= MAX_ID:
-            outcomes.append(InvalidArgument(f"id {wanted} is outside 0..2^64-1"))
-            continue
-        if wanted in seen:
-            outcomes.append(InvalidArgument(f"id {wanted} appears more than once in this batch"))
-            continue
-        next_id = max(next_id, wanted + 1)
-        seen.add(wanted)
-        outcomes.append(wanted)
-    return outcomes, next_id
-
-
-def _insert(
-    index: voyager.Index,
-    deleted: set[int],
-    lock: ReadWriteLock | None,
-    labels: threading.Lock | None,
-    record: AddRecord,
-    records: RecordTable | None,
-) -> None:
-    """Add or replace rows (and their records); grows capacity and revives deleted ids.
-
-    Rows go in chunks, each under the labels lock with its records, so a lookup by id
-    waits at most one chunk and sees a record and a vector from the same write.
-    Replacements go in one thread: Voyager crashed replacing rows in parallel with adds.
-    """
-    ids = record.ids.tolist()
-    revived = [i for i in ids if i in deleted]
-    needed = len(index) + len(ids)
-    if needed > index.max_elements or revived:
-        with lock.write() if lock else nullcontext():
-            if needed > index.max_elements:
-                index.resize(max(needed, 2 * index.max_elements))
-            for id in revived:
-                index.unmark_deleted(id)
-                deleted.discard(id)
-    replacing = np.array([id in index for id in ids], dtype=bool)
-    batch = record.rows
-    extras = any(batch.metadata) or any(batch.thumbnails)
-    for rows, threads in ((np.flatnonzero(replacing), 1), (np.flatnonzero(~replacing), -1)):
-        for start in range(0, len(rows), _INSERT_CHUNK):
-            chunk = rows[start : start + _INSERT_CHUNK]
-            chunk_ids = [ids[i] for i in chunk]
-            with lock.read() if lock else nullcontext(), labels or nullcontext():
-                if records is not None:
-                    positions = chunk.tolist()
-                    records.set_labels(chunk_ids, [batch.labels[i] for i in positions])
-                    # Bulk loads carry neither and replace nothing that had any: skip the rows.
-                    if extras or records.has_any_extras:
-                        for i in positions:
-                            metadata, thumbnail = batch.metadata[i], batch.thumbnails[i]
-                            if metadata or thumbnail or records.has_extras(ids[i]):
-                                records.set_extras(ids[i], metadata, thumbnail)
-                index.add_items(batch.vectors[chunk], ids=chunk_ids, num_threads=threads)

@@ -194,26 +194,26 @@ class LocalStore:
         return self.index.get(id)
 
     def people(self) -> list[Person]:
-        return self.index.people()
+        return self.index.gallery.people()
 
     def items(self, label: str | None, offset: int, limit: int) -> Page[ItemSummary]:
-        return self.index.items(label, offset, limit)
+        return self.index.gallery.items(label, offset, limit)
 
     def item_ids(self, label: str | None, upto: int) -> tuple[IdArray, int]:
         """The first `upto` matching ids, ascending, and the total (Ray's items pages)."""
-        return self.index.item_ids(label, upto)
+        return self.index.gallery.item_ids(label, upto)
 
     def summaries(self, ids: Sequence[int]) -> list[ItemSummary]:
-        return self.index.summaries(ids)
+        return self.index.gallery.summaries(ids)
 
     def gallery(self, max_people: int, seed: int = 0) -> tuple[list[str], FloatArray]:
         chosen = choose_labels((p.label for p in self.people()), max_people, seed)
-        _, labels, vectors = self.index.gallery_rows(chosen)
+        _, labels, vectors = self.index.gallery.gallery_rows(chosen)
         return labels, vectors
 
     def gallery_rows(self, labels: Sequence[str]) -> tuple[IdArray, list[str], FloatArray]:
         """Ids, labels and vectors of the live items of `labels` (Ray's gallery)."""
-        return self.index.gallery_rows(labels)
+        return self.index.gallery.gallery_rows(labels)
 
     def missing(self, ids: Sequence[int]) -> list[int]:
         """Which of ids are not stored (live)."""

@@ -23,7 +23,7 @@ import pytest
 from fsclient.types import QueryResult
 from support import Gallery, RunningServer
 
-NODE_DIR = Path(__file__).resolve().parent.parent / "examples" / "node"
+NODE_DIR = Path(__file__).resolve().parents[2] / "examples" / "node"
 # A caller-chosen id past 2^53, where a JS number would lose it: the example reads
 # uint64 fields as decimal strings (proto-loader `longs: String`).
 BIG_ID = 2**63 + 5

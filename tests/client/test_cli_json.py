@@ -21,7 +21,7 @@ from PIL import Image
 from fsclient.cli import build_parser
 from support import RunningServer, run_cli
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "json.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "json.md"
 PRIMITIVES: dict[str, Callable[[Any], bool]] = {
     # bool is an int in Python; JSON's true is not a number.
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),

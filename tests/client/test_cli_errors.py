@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CLIENT_DIR = Path(__file__).resolve().parents[1] / "client"
+CLIENT_DIR = Path(__file__).resolve().parents[2] / "client"
 # Port 1 refuses connections at once, so "unreachable" costs no timeout.
 NOWHERE = "127.0.0.1:1"
 
