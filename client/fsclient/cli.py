@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import grpc
@@ -24,6 +25,7 @@ from fsclient.cli_args import (
     non_negative_int,
     one_vector,
     positive_int,
+    write_picture,
 )
 from fsclient.cli_collections import register as register_collection_commands
 from fsclient.cli_people import register as register_people_commands
@@ -45,7 +47,7 @@ from fsclient.labels import read_labels_csv
 from fsclient.picture import MissingPillowError, draw_matches, require_pillow
 from fsclient.progress import ProgressBar, Spinner
 from fsclient.sources import LocalFileError, collect_sources, read_file, write_file
-from fsclient.types import ItemError, QueryResult
+from fsclient.types import ItemError
 
 EPILOG = f"""\
 The server is --server, else $FSCLIENT_SERVER, else {DEFAULT_SERVER}.
@@ -115,16 +117,6 @@ def run_add(args: argparse.Namespace, client: FaceSearchClient) -> int:
     return 1 if enrollment.failures else 0
 
 
-def _write_picture(
-    args: argparse.Namespace, client: FaceSearchClient, query: bytes | None, result: QueryResult
-) -> None:
-    ids = {n.id for matches in result.results for n in matches.neighbors}
-    thumbnails = {item_id: fetch_thumbnail(client, item_id) for item_id in sorted(ids)}
-    write_file(args.show, draw_matches(query, result, thumbnails))
-    if not (args.quiet or args.json):
-        print(f"match picture written to {args.show}", file=sys.stderr)
-
-
 def run_query(args: argparse.Namespace, client: FaceSearchClient) -> int:
     given = [args.image is not None, args.vector is not None, args.id is not None]
     if sum(given) != 1:
@@ -144,7 +136,9 @@ def run_query(args: argparse.Namespace, client: FaceSearchClient) -> int:
             query_image = fetch_thumbnail(client, args.id)
     print(dumps(result) if args.json else format_neighbors(result))
     if args.show:
-        _write_picture(args, client, query_image, result)
+        ids = [n.id for matches in result.results for n in matches.neighbors]
+        draw = partial(draw_matches, query_image, result)
+        write_picture(args, client, ids, draw, "match")
     return 0
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import grpc
 import numpy as np
 
 from fsclient.client import DEFAULT_SERVER, FaceSearchClient, FaceSearchError
-from fsclient.sources import LocalFileError, load_vectors
+from fsclient.sources import LocalFileError, load_vectors, write_file
 from fsclient.types import FloatArray
 
 
@@ -82,6 +84,21 @@ def fetch_thumbnail(client: FaceSearchClient, item_id: int) -> bytes | None:
         if error.code == grpc.StatusCode.NOT_FOUND:
             return None  # a placeholder is drawn instead
         raise
+
+
+def write_picture(
+    args: argparse.Namespace,
+    client: FaceSearchClient,
+    item_ids: Iterable[int],
+    draw: Callable[[dict[int, bytes | None]], bytes],
+    what: str,
+) -> None:
+    """Fetch the thumbnails of `item_ids`, draw the picture with them into --show, and say
+    so on stderr (not with --quiet or --json, whose stdout is the answer alone)."""
+    thumbnails = {item_id: fetch_thumbnail(client, item_id) for item_id in sorted(set(item_ids))}
+    write_file(args.show, draw(thumbnails))
+    if not (args.quiet or args.json):
+        print(f"{what} picture written to {args.show}", file=sys.stderr)
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:

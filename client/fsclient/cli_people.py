@@ -11,10 +11,10 @@ raise errors main() does not catch.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
+from functools import partial
 
-from fsclient.cli_args import distance, fetch_thumbnail, one_vector, positive_int
+from fsclient.cli_args import distance, one_vector, positive_int, write_picture
 from fsclient.client import FaceSearchClient
 from fsclient.format import dumps
 from fsclient.format_people import (
@@ -27,18 +27,11 @@ from fsclient.format_people import (
 )
 from fsclient.picture import require_pillow
 from fsclient.picture_people import draw_identities
-from fsclient.sources import read_file, write_file
-from fsclient.types import IdentifyResult
+from fsclient.sources import read_file
 
 DEFAULT_CANDIDATES = 3
 
 Command = Callable[..., argparse.ArgumentParser]
-
-
-# ---- argument types ----------------------------------------------------------------------
-
-
-# ---- helpers -----------------------------------------------------------------------------
 
 
 # ---- the commands ------------------------------------------------------------------------
@@ -73,16 +66,6 @@ def run_rename(args: argparse.Namespace, client: FaceSearchClient) -> int:
     return 0
 
 
-def _write_identities(
-    args: argparse.Namespace, client: FaceSearchClient, photo: bytes | None, result: IdentifyResult
-) -> None:
-    ids = {c.id for identification in result.results for c in identification.candidates}
-    thumbnails = {item_id: fetch_thumbnail(client, item_id) for item_id in sorted(ids)}
-    write_file(args.show, draw_identities(photo, result, thumbnails))
-    if not (args.quiet or args.json):
-        print(f"identity picture written to {args.show}", file=sys.stderr)
-
-
 def run_identify(args: argparse.Namespace, client: FaceSearchClient) -> int:
     if args.show:
         require_pillow()  # before a slow call whose picture could not be drawn
@@ -98,7 +81,9 @@ def run_identify(args: argparse.Namespace, client: FaceSearchClient) -> int:
     else:
         print(format_identify(result, quiet=args.quiet, threshold=args.threshold))
     if args.show:
-        _write_identities(args, client, photo, result)
+        ids = [c.id for found in result.results for c in found.candidates]
+        draw = partial(draw_identities, photo, result)
+        write_picture(args, client, ids, draw, "identity")
     return 0
 
 

@@ -45,11 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    from fsserver.errors import FaceSearchError
+    from fsserver.errors import ServiceError
 
     try:
         server = FaceSearchServer(config)
-    except (FaceSearchError, OSError) as error:  # e.g. the port is taken
+    except (ServiceError, OSError) as error:  # e.g. the port is taken
         print(f"fsserver: {error}", file=sys.stderr)
         return 1
     stop_requested = threading.Event()
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     try:
         server.start()
-    except FaceSearchError as error:
+    except ServiceError as error:
         print(f"fsserver: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # e.g. an unknown model name, or weights it cannot fetch

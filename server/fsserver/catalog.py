@@ -35,15 +35,16 @@ from fsserver.config import Config
 from fsserver.contract import SPACES, STORAGES
 from fsserver.errors import (
     AlreadyExists,
-    FaceSearchError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    ServiceError,
     Unavailable,
 )
 from fsserver.faces.embedder import Embedder
 from fsserver.faces.models import FaceModels
+from fsserver.storage.files import fsync_path
 from fsserver.storage.local import lock_directory
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ class Catalog:
         if spec.model:
             try:
                 face = self.faces.get(spec.model)
-            except FaceSearchError:
+            except ServiceError:
                 raise
             except Exception as error:  # a model that cannot load here (no weights offline)
                 raise FailedPrecondition(
@@ -241,16 +242,16 @@ class Catalog:
             json.dump(_spec_json(spec), file, indent=1)
             file.flush()
             os.fsync(file.fileno())
-        _fsync_dir(staging)
+        fsync_path(staging)
         folder = parent / spec.name
         os.rename(staging, folder)
-        _fsync_dir(parent)
+        fsync_path(parent)
         return folder
 
     def _remove(self, folder: Path) -> None:
         aside = folder.parent / f"{_DROPPED}{folder.name}-{uuid.uuid4().hex[:8]}"
         os.rename(folder, aside)
-        _fsync_dir(folder.parent)  # from here the collection is gone, also after a crash
+        fsync_path(folder.parent)  # from here the collection is gone, also after a crash
         shutil.rmtree(aside, ignore_errors=True)
 
     # ---- the server's state ----------------------------------------------------------
@@ -296,11 +297,3 @@ def _read_spec(folder: Path) -> CollectionSpec:
 def _describe(spec: CollectionSpec) -> str:
     kind = f"face model {spec.model}" if spec.model else f"raw dim {spec.dim}"
     return f"{kind}, {spec.space}/{spec.storage}, M {spec.m}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

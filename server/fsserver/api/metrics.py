@@ -1,4 +1,4 @@
-"""Prometheus metrics: call counts and latencies, and the engine's state read at scrape time.
+"""Prometheus metrics: call counts and latencies, and the collections' state read at scrape time.
 
 Each server has its own CollectorRegistry (tests run several servers in one process, and a
 shared registry would mix their counts) and its own HTTP server for /metrics.
@@ -24,7 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from fsserver.errors import FaceSearchError, FailedPrecondition
+from fsserver.errors import FailedPrecondition, ServiceError
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -120,7 +120,7 @@ class CatalogCollector(Collector):
         for collection in self._catalog.all():
             try:
                 stats = collection.stats()
-            except FaceSearchError:
+            except ServiceError:
                 continue  # dropped or closing
             values: dict[str, float] = {
                 "facesearch_index_items": stats.count,

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from fsserver.config import Config
-from fsserver.errors import FaceSearchError
+from fsserver.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 TOKEN_CHARACTERS = frozenset(string.printable) - frozenset(string.whitespace)
 
 
-class SecuritySetupError(FaceSearchError):
+class SecuritySetupError(ServiceError):
     """A TLS or token file that cannot be used: start-up stops with this one line."""
 
 

@@ -1,6 +1,6 @@
-"""The gRPC servicer: wire messages ↔ engine calls, domain errors ↔ status codes.
+"""The gRPC servicer: wire messages ↔ collection calls, domain errors ↔ status codes.
 
-Conversion goes through fsclient.convert; the engine never sees a _pb2 type. Requests are
+Conversion goes through fsclient.convert; no collection sees a _pb2 type. Requests are
 parsed leniently: gRPC answers INTERNAL for a request it cannot parse (e.g. a string field
 holding bad UTF-8), which would blame the server for a client's mistake, so a parse
 failure becomes a stand-in that the handler answers with INVALID_ARGUMENT.
@@ -23,7 +23,7 @@ from fsproto.facesearch.v1 import facesearch_pb2 as pb
 from fsserver.catalog import Catalog
 from fsserver.collection.collection import Collection
 from fsserver.collection.pipeline import PendingAdd, ReadAhead
-from fsserver.errors import FaceSearchError, InvalidArgument
+from fsserver.errors import InvalidArgument, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _statuses(context: grpc.ServicerContext, rpc: str) -> Iterator[None]:
     """Map domain errors to their status code; anything else is logged and INTERNAL."""
     try:
         yield
-    except FaceSearchError as error:
+    except ServiceError as error:
         status = getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
         context.abort(status, str(error))
     except Exception as error:

@@ -20,10 +20,10 @@ from fsserver.admission import Alive, always_alive
 from fsserver.collection.pipeline import CheckedRows, PendingAdd
 from fsserver.errors import (
     Cancelled,
-    FaceSearchError,
     FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
+    ServiceError,
 )
 from fsserver.faces.embedder import DetectedFace, Faces
 from fsserver.faces.pool import EmbedPool
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def item_error(error: FaceSearchError) -> ItemError:
+def item_error(error: ServiceError) -> ItemError:
     return ItemError(error.number, str(error))
 
 
@@ -93,7 +93,7 @@ class Adder:
             return None
         try:
             self._check_sizes(item.label, item.metadata)
-        except FaceSearchError:
+        except ServiceError:
             return None  # refused again, as its own error, when the batch is stored
         return pool.submit(item.image)
 
@@ -111,7 +111,7 @@ class Adder:
         thumbnails: list[bytes] = []
         waiting: list[tuple[int, DetectedFace | None, int]] = []  # result slot, face, faces
         for item, outcome in zip(items, prepared, strict=True):
-            if isinstance(outcome, FaceSearchError):
+            if isinstance(outcome, ServiceError):
                 results.append(AddResult(id=None, error=item_error(outcome)))
                 continue
             vector, subject, faces_found = outcome
@@ -131,7 +131,7 @@ class Adder:
             )
             stored_outcomes = store.add_rows(rows)
         for (slot, subject, faces_found), stored in zip(waiting, stored_outcomes, strict=True):
-            if isinstance(stored, FaceSearchError):
+            if isinstance(stored, ServiceError):
                 results[slot] = AddResult(id=None, error=item_error(stored))
             else:
                 face = subject.face if subject else None
@@ -193,7 +193,7 @@ class Adder:
         if rows.positions:
             stored = self._collection.store.add_rows(rows.rows)
             for position, outcome in zip(rows.positions, stored, strict=True):
-                if isinstance(outcome, FaceSearchError):
+                if isinstance(outcome, ServiceError):
                     results[position] = AddResult(id=None, error=item_error(outcome))
                 else:
                     results[position] = AddResult(id=outcome)
@@ -201,9 +201,9 @@ class Adder:
 
     def _prepare(
         self, pending: PendingAdd
-    ) -> list[tuple[FloatArray, DetectedFace | None, int] | FaceSearchError]:
+    ) -> list[tuple[FloatArray, DetectedFace | None, int] | ServiceError]:
         items = pending.items
-        prepared: list[tuple[FloatArray, DetectedFace | None, int] | FaceSearchError] = []
+        prepared: list[tuple[FloatArray, DetectedFace | None, int] | ServiceError] = []
         for position, item in enumerate(items):
             if item.image is not None and not pending.embedded(position):
                 log.info(
@@ -216,11 +216,11 @@ class Adder:
                 self._check_sizes(item.label, item.metadata)
                 job = pending.jobs[position] if pending.jobs else None
                 prepared.append(self._item_vector(item, job))
-            except FaceSearchError as error:
+            except ServiceError as error:
                 prepared.append(error)
             except Exception as error:  # a model failure on one odd image spares the stream
                 log.exception("embedding item %d of a batch failed", position)
-                prepared.append(FaceSearchError(f"embedding failed: {error}"))
+                prepared.append(ServiceError(f"embedding failed: {error}"))
         return prepared
 
     def _check_sizes(self, label: str, metadata: str) -> None:

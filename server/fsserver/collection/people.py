@@ -1,9 +1,9 @@
-"""People: the person-level layer over the engine's index.
+"""People: the person-level layer over a collection's index.
 
 The label of an item is the person. This part lists, forgets and renames people, and
 answers Identify ("who is this, or nobody we know?") and Verify by the open-set rule
 (decisions.py) that it keeps calibrated on the labelled gallery in the background. The
-engine owns the index and the face model; this part only asks them.
+collection owns the index and the face model; this part only asks them.
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ MAX_PERSON_ITEMS = 10_000  # Verify against a person compares with this many of 
 
 
 class People:
-    def __init__(self, engine: Collection, pair_threshold: float | None) -> None:
+    def __init__(self, collection: Collection, pair_threshold: float | None) -> None:
         """Start keeping the decision rule: fixed by --threshold, else calibrated on the
         gallery (--target-far), the model's pair threshold standing in until then."""
-        self._engine = engine
+        self._collection = collection
         self._decisions = self._start(pair_threshold)
 
     @property
@@ -64,15 +64,15 @@ class People:
     def _start(self, pair_threshold: float | None) -> DecisionCalibrator:
         """The open-set rule: fixed by --threshold, else calibrated on the gallery
         (--target-far), falling back to the model's pair threshold."""
-        target = self._engine.config.target_far
-        if self._engine.config.threshold is not None or not target:
+        target = self._collection.config.target_far
+        if self._collection.config.threshold is not None or not target:
             reason = (
                 "--threshold is set"
-                if self._engine.config.threshold is not None
+                if self._collection.config.threshold is not None
                 else "--target-far 0"
             )
             return DecisionCalibrator(None, fallback(pair_threshold, reason, target))
-        store = self._engine.store
+        store = self._collection.store
         distances = distance_function(store.contract.space)
 
         def search(rows: FloatArray, k: int) -> tuple[list[list[str]], FloatArray]:
@@ -103,13 +103,13 @@ class People:
         alive: Alive = always_alive,
     ) -> IdentifyResult:
         """Who each face (or the vector) is: the nearest person if the rule accepts them."""
-        store = self._engine.store
+        store = self._collection.store
         if not 0 <= candidates <= MAX_CANDIDATES:
             raise InvalidArgument(f"candidates must be between 0 and {MAX_CANDIDATES}")
         if threshold is not None:
             check_threshold(threshold)
         rule = self.rule
-        matrix, faces, embed_seconds = self._engine.query_rows(
+        matrix, faces, embed_seconds = self._collection.query_rows(
             image, vector, None, vector_model, alive
         )
         count = store.count
@@ -150,7 +150,7 @@ class People:
         if threshold is not None:
             check_threshold(threshold)
         rule = self.rule
-        distances = distance_function(self._engine.store.contract.space)
+        distances = distance_function(self._collection.store.contract.space)
         face = self._largest_face(image, "the image")
         if other_image is not None:
             other = self._largest_face(other_image, "the other image")
@@ -177,19 +177,19 @@ class People:
 
     def _largest_face(self, image: bytes, what: str) -> Face:
         try:
-            face = self._engine.embed(image).faces[0]  # largest first
+            face = self._collection.embed(image).faces[0]  # largest first
         except FailedPrecondition as error:
             if "no face" not in str(error):
                 raise
             raise FailedPrecondition(f"no face was found in {what}") from None
-        self._engine.validate_vector(face.embedding)
+        self._collection.validate_vector(face.embedding)
         return face
 
     def _nearest_item_of(
         self, person: str, vector: FloatArray, distances: Distances
     ) -> tuple[int, float]:
         _check_label(person)
-        store = self._engine.store
+        store = self._collection.store
         listed = store.items(person, 0, MAX_PERSON_ITEMS)
         if not listed.entries:
             raise NotFound(f"no enrolled person is labelled {person!r}")
@@ -200,7 +200,7 @@ class People:
         return ids[best], float(measured[best])
 
     def list_people(self, page_size: int, page_token: str) -> tuple[Page[Person], str]:
-        people = self._engine.store.people()
+        people = self._collection.store.people()
         offset, size = _page(page_size, page_token)
         return Page(people[offset : offset + size], len(people)), _next(offset, size, len(people))
 
@@ -208,12 +208,12 @@ class People:
         self, label: str | None, page_size: int, page_token: str
     ) -> tuple[Page[ItemSummary], str]:
         offset, size = _page(page_size, page_token)
-        page = self._engine.store.items(label, offset, size)
+        page = self._collection.store.items(label, offset, size)
         return page, _next(offset, size, page.total)
 
     def forget(self, label: str) -> int:
         _check_label(label)
-        deleted = self._engine.store.forget(label)
+        deleted = self._collection.store.forget(label)
         self.gallery_changed()
         return deleted
 
@@ -221,12 +221,14 @@ class People:
         """(items relabelled, whether `new` had items already and so absorbed `old`)."""
         _check_label(old)
         _check_label(new)
-        if len(new.encode()) > self._engine.config.max_label_bytes:
-            raise InvalidArgument(f"a label is at most {self._engine.config.max_label_bytes} bytes")
+        if len(new.encode()) > self._collection.config.max_label_bytes:
+            raise InvalidArgument(
+                f"a label is at most {self._collection.config.max_label_bytes} bytes"
+            )
         if old == new:
             raise InvalidArgument(f"{old!r} is already called {new!r}")
-        merged = any(p.label == new for p in self._engine.store.people())
-        renamed = self._engine.store.rename(old, new)
+        merged = any(p.label == new for p in self._collection.store.people())
+        renamed = self._collection.store.rename(old, new)
         self.gallery_changed()
         return renamed, merged
 

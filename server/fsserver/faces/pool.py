@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
-from fsserver.errors import FaceSearchError, Unavailable
+from fsserver.errors import ServiceError, Unavailable
 
 if TYPE_CHECKING:
     from multiprocessing.context import SpawnProcess
@@ -153,7 +153,7 @@ class _Worker:
             faces: Faces = reply[1]
             return faces
         error: BaseException = reply[1]
-        if not isinstance(error, FaceSearchError):  # a model failure: keep its traceback
+        if not isinstance(error, ServiceError):  # a model failure: keep its traceback
             log.warning("face model worker %d failed:\n%s", self.pid, reply[2].rstrip())
         raise error
 

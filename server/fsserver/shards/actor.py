@@ -19,7 +19,7 @@ import numpy as np
 
 from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Person, SaveResult
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import FaceSearchError, FailedPrecondition, NotFound, Unavailable
+from fsserver.errors import FailedPrecondition, NotFound, ServiceError, Unavailable
 from fsserver.storage.backend import Hits, StoreOptions, StoreStats
 from fsserver.storage.index import IdArray
 from fsserver.storage.local import LocalStore
@@ -42,7 +42,7 @@ class ShardActor:
         self._store: LocalStore | None = None
         # A refusal (a corrupt snapshot, another contract) is kept and raised by ready(),
         # so the server reports it cleanly instead of Ray retrying a doomed constructor.
-        self._failure: FaceSearchError | None = None
+        self._failure: ServiceError | None = None
         try:
             self._store = LocalStore(
                 Path(directory),
@@ -50,7 +50,7 @@ class ShardActor:
                 options,
                 lock_wait_seconds=LOCK_WAIT_SECONDS,
             )
-        except FaceSearchError as error:
+        except ServiceError as error:
             self._failure = error
             log.error("shard %d cannot open %s: %s", shard, directory, error)
         except Exception as error:  # e.g. a directory it may not write
@@ -74,7 +74,7 @@ class ShardActor:
 
     # ---- writes: the router serialises them and sends explicit ids ------------------
 
-    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
+    def add_rows(self, rows: Rows) -> list[int | ServiceError]:
         """Store rows under the router's ids; durable (fsynced in this shard's WAL) on return.
 
         Safe to run twice (Ray retries it on a restarted actor): the same ids with the same

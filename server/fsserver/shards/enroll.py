@@ -47,7 +47,7 @@ class EmbedPhotos:
         self._max_side, self._max_pixels = max_side, max_pixels
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from fsserver.errors import FaceSearchError
+        from fsserver.errors import ServiceError
         from fsserver.faces.images import decode_image
 
         dim = self._embedder.dim
@@ -58,7 +58,7 @@ class EmbedPhotos:
             try:
                 decoded = decode_image(Path(path).read_bytes(), self._max_side, self._max_pixels)
                 faces = self._embedder.embed(decoded)
-            except (OSError, FaceSearchError) as error:
+            except (OSError, ServiceError) as error:
                 errors.append(str(error))
                 continue
             if not faces:

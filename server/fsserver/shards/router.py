@@ -42,10 +42,10 @@ from fsclient.types import (
 from fsserver.config import Config
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import (
-    FaceSearchError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ServiceError,
     Unavailable,
 )
 from fsserver.shards.actor import ShardActor
@@ -182,7 +182,7 @@ class RayShards:
 
     # ---- writes ----------------------------------------------------------------------
 
-    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
+    def add_rows(self, rows: Rows) -> list[int | ServiceError]:
         """Store each row in its id's shard. A shard that does not confirm in time fails
         only its own rows (UNAVAILABLE): they are not acknowledged, though the shard may
         still store them, as a crash mid-add may."""
@@ -384,7 +384,7 @@ class RayShards:
         was started here."""
         try:
             self._gather([a.close.remote() for a in self._actors], "close")
-        except FaceSearchError as error:
+        except ServiceError as error:
             log.warning("closing the shards: %s", error)
         finally:
             _stop(self._actors)
@@ -415,7 +415,7 @@ def _unwrap(call: Callable[[], T]) -> T:
         return call()
     except RayTaskError as error:
         cause = getattr(error, "cause", None)
-        if isinstance(cause, FaceSearchError):
+        if isinstance(cause, ServiceError):
             raise cause from None
         raise
 

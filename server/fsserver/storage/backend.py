@@ -1,8 +1,8 @@
-"""The index interface the engine talks to, and what it needs from any implementation.
+"""The index interface a collection talks to, and what it needs from any implementation.
 
 Two implementations: LocalStore (local.py: one Voyager index with its WAL and snapshots in
 the data directory, the default) and RayShards (fsserver/shards/: N Ray actors, each owning
-a LocalStore in data_dir/shards/<i>/). The engine validates requests, embeds images and
+a LocalStore in data_dir/shards/<i>/). The collection validates requests, embeds images and
 allocates nothing; a backend stores, searches and persists vectors under global ids.
 """
 
@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Page, Person, SaveResult
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import FaceSearchError
+from fsserver.errors import ServiceError
 from fsserver.storage.rows import Rows
 
 
@@ -75,7 +75,7 @@ class IndexBackend(Protocol):
     @property
     def unsaved_changes(self) -> bool: ...
 
-    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
+    def add_rows(self, rows: Rows) -> list[int | ServiceError]:
         """Store validated rows; per row its id or its own error. Durable on return."""
         ...
 

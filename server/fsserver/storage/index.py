@@ -26,7 +26,7 @@ import voyager
 
 from fsclient.types import FloatArray, Item
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import FaceSearchError, InvalidArgument, NotFound
+from fsserver.errors import InvalidArgument, NotFound, ServiceError
 from fsserver.storage import exact, validation
 from fsserver.storage.gallery import GalleryReader
 from fsserver.storage.inserts import MAX_ID, claim_ids, empty_like, insert, replay_onto
@@ -128,7 +128,7 @@ class FaceIndex:
         """See validation.validate_matrix."""
         return validation.validate_matrix(self.contract, matrix)
 
-    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
+    def add_rows(self, rows: Rows) -> list[int | ServiceError]:
         """Store rows in one Voyager call; per row its id or its own error (a bad or
         repeated id).
 
@@ -147,7 +147,7 @@ class FaceIndex:
             self._apply_or_unlog(record)
         return outcomes
 
-    def _claim_ids(self, requested: Sequence[int | None]) -> list[int | FaceSearchError]:
+    def _claim_ids(self, requested: Sequence[int | None]) -> list[int | ServiceError]:
         outcomes, self._next_id = claim_ids(requested, self._next_id)
         return outcomes
 

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import numpy as np
 import voyager
 
-from fsserver.errors import FaceSearchError, InvalidArgument, ResourceExhausted
+from fsserver.errors import InvalidArgument, ResourceExhausted, ServiceError
 from fsserver.storage.records import RecordTable
 from fsserver.storage.rwlock import ReadWriteLock
 from fsserver.storage.wal_records import AddRecord, DeleteRecord, WalRecord
@@ -27,7 +27,7 @@ _INSERT_CHUNK = 1024
 
 def claim_ids(
     requested: Sequence[int | None], next_id: int
-) -> tuple[list[int | FaceSearchError], int]:
+) -> tuple[list[int | ServiceError], int]:
     """Ids for a batch (each requested one, or the counter's next for None), or per item
     why not (out of range, repeated in the batch); and the counter after them.
 
@@ -37,7 +37,7 @@ def claim_ids(
     if all(id is None for id in requested) and next_id + len(requested) <= MAX_ID:
         return list(range(next_id, next_id + len(requested))), next_id + len(requested)
     seen: set[int] = set()
-    outcomes: list[int | FaceSearchError] = []
+    outcomes: list[int | ServiceError] = []
     for wanted in requested:
         if wanted is None:
             if next_id > MAX_ID:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Page, Person, SaveResult
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import FaceSearchError, FailedPrecondition
+from fsserver.errors import FailedPrecondition, ServiceError
 from fsserver.storage.backend import Hits, StoreOptions, StoreStats
 from fsserver.storage.calibration import RecallCalibrator
 from fsserver.storage.heap import release_free_memory
@@ -123,7 +123,7 @@ class LocalStore:
 
     # ---- writes ----------------------------------------------------------------------
 
-    def add_rows(self, rows: Rows) -> list[int | FaceSearchError]:
+    def add_rows(self, rows: Rows) -> list[int | ServiceError]:
         outcomes = self.index.add_rows(rows)
         self._changed()
         return outcomes

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from fsserver.errors import FailedPrecondition
+from fsserver.storage.files import fsync_path
 from fsserver.storage.recovery import WAL_DIR
 from fsserver.storage.snapshot import SNAPSHOTS_DIR
 
@@ -70,11 +71,7 @@ def claim_layout(data_dir: Path, shards: int) -> None:
     with temp.open("rb") as f:
         os.fsync(f.fileno())
     temp.rename(data_dir / LAYOUT_FILE)
-    fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(data_dir)
 
 
 def check_not_sharded(data_dir: Path) -> None:

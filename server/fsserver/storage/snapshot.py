@@ -37,7 +37,8 @@ import voyager
 
 from fsclient.types import SaveResult
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import ContractMismatch, FaceSearchError
+from fsserver.errors import ContractMismatch, ServiceError
+from fsserver.storage.files import fsync_path
 from fsserver.storage.index import FaceIndex
 from fsserver.storage.records import Record, RecordTable
 
@@ -58,7 +59,7 @@ LABEL_CODES_FILE, LABEL_NAMES_FILE = "labels.npz", "labels.json"
 DATA_FILES = (INDEX_FILE, LABEL_CODES_FILE, LABEL_NAMES_FILE, RECORDS_FILE, DELETED_FILE)
 
 
-class SnapshotCorrupt(FaceSearchError):
+class SnapshotCorrupt(ServiceError):
     code, number = "DATA_LOSS", 15
 
 
@@ -68,14 +69,6 @@ def snapshot_dirs(data_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sha256(path: Path) -> str:
@@ -128,10 +121,10 @@ def save_snapshot(index: FaceIndex, data_dir: Path) -> SaveResult:
     }
     (temp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     for name in (*files, MANIFEST_FILE):
-        _fsync(temp / name)
-    _fsync(temp)
+        fsync_path(temp / name)
+    fsync_path(temp)
     temp.rename(final)
-    _fsync(root)
+    fsync_path(root)
     for old in snapshot_dirs(data_dir)[:-KEEP]:
         shutil.rmtree(old, ignore_errors=True)
     kept = snapshot_dirs(data_dir)

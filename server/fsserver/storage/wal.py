@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fsserver.contract import EmbeddingContract
-from fsserver.errors import ContractMismatch, FaceSearchError
+from fsserver.errors import ContractMismatch, ServiceError
+from fsserver.storage.files import fsync_path
 from fsserver.storage.wal_records import (
     BODY_HEAD,
     WalRecord,
@@ -49,11 +50,11 @@ _FRAME = struct.Struct("<II")  # body length, crc32(body)
 _MAX_BODY = 1 << 31
 
 
-class WalCorrupt(FaceSearchError):
+class WalCorrupt(ServiceError):
     code, number = "DATA_LOSS", 15
 
 
-class WalWriteFailed(FaceSearchError):
+class WalWriteFailed(ServiceError):
     """The change could not be made durable, so it was not made at all."""
 
     code, number = "UNAVAILABLE", 14
@@ -70,14 +71,6 @@ class RecoveryReport:
 
 def _segment_name(first_lsn: int) -> str:
     return f"{first_lsn:020d}{SUFFIX}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WriteAheadLog:
@@ -132,7 +125,7 @@ class WriteAheadLog:
                 report.dropped_bytes += later.stat().st_size
                 later.rename(aside / later.name)
                 report.notes.append(f"WAL segment {later.name} came after it: moved to {aside}")
-            _fsync_dir(self.directory)
+            fsync_path(self.directory)
             for note in report.notes:
                 log.warning("%s", note)
             break
@@ -243,7 +236,7 @@ class WriteAheadLog:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         _write_all(fd, MAGIC + struct.pack("<I", len(contract)) + contract)
         os.fsync(fd)
-        _fsync_dir(self.directory)
+        fsync_path(self.directory)
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._segment, self._segment_first = fd, path, first
@@ -309,7 +302,7 @@ class WriteAheadLog:
                 path.unlink()
                 removed += 1
         if removed:
-            _fsync_dir(self.directory)
+            fsync_path(self.directory)
         return removed
 
     @property
