@@ -69,7 +69,7 @@ class Config:
     # one image at a time (DeepFace is not thread-safe).
     embed_workers: int = DEFAULT_EMBED_WORKERS
     max_concurrent_rpcs: int = 64
-    workers: int = 16
+    rpc_threads: int = 16
     # Save compacts first when this share of the stored vectors is deleted.
     compact_deleted_share: float = 0.25
     # A snapshot is taken in the background once the WAL has grown this much since the
@@ -275,7 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.compact_deleted_share,
         help="Save rebuilds the index without deleted items past this share (0..1; 1 = never)",
     )
-    p.add_argument("--workers", type=_positive_int, default=d.workers, help="gRPC worker threads")
+    # --workers was this flag's first name; kept so existing command lines work.
+    p.add_argument(
+        "--rpc-threads",
+        "--workers",
+        type=_positive_int,
+        default=d.rpc_threads,
+        help="threads answering gRPC calls (not --embed-workers, the face model's processes)",
+    )
     p.add_argument("--log-level", default=d.log_level, help="DEBUG logs one line per call")
     p.add_argument("--log-format", choices=("text", "json"), default=d.log_format)
     p.add_argument(

@@ -206,17 +206,18 @@ def test_to_json_of_items_errors_and_add_reports() -> None:
         "message": "a batch holds 9 items; the limit is 5",
     }
     stats = Stats(count=1, dim=2, space="cosine", storage="float32", model="m", detector="d", ef=8)
+    # Every field by name, in the dataclass's order (docs/json.md documents each).
     assert list(to_json(stats)) == [
         "count",
-        "deleted",
         "dim",
         "space",
         "storage",
         "model",
         "detector",
-        "normalization",
-        "threshold",
         "ef",
+        "deleted",
+        "threshold",
+        "normalization",
         "snapshot",
         "wal_replayed",
         "wal_dropped",
@@ -228,7 +229,10 @@ def test_to_json_of_items_errors_and_add_reports() -> None:
         "decision",
         "people",
         "alignment",
+        "collection",
+        "memory_bytes",
     ]
+    assert to_json(stats)["decision"] is None
 
 
 def test_to_json_refuses_unknown_types() -> None:

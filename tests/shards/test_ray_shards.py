@@ -348,3 +348,17 @@ def test_the_fsserver_command_starts_ray_serves_and_saves_every_shard_on_sigterm
         assert [p.name for p in (data / "shards" / str(shard) / "snapshots").iterdir()] == [
             "000000000001"
         ]
+
+
+def test_collections_other_than_default_are_refused_at_create_with_the_reason(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    server = _sharded(start_server, 2)
+    with server.client() as client:
+        with pytest.raises(FaceSearchError) as refused:
+            client.create_collection("more", dim=8)
+        assert refused.value.code.name == "FAILED_PRECONDITION"
+        assert "--backend ray" in refused.value.details
+        assert [c.name for c in client.collections()] == ["default"]
+        client.add_vectors(np.ones((2, DIM), np.float32))
+        assert client.collections()[0].count == 2  # the sharded default serves on

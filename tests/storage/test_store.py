@@ -21,7 +21,7 @@ def _contract(space: str, storage: str) -> EmbeddingContract:
 
 
 def _filled(space: str, storage: str, n: int = 300) -> tuple[FaceIndex, np.ndarray]:
-    index = FaceIndex(_contract(space, storage), threshold=0.5)
+    index = FaceIndex(_contract(space, storage))
     vectors = np.random.default_rng(11).normal(size=(n, DIM)).astype(np.float32)
     rows = Rows.of(
         index.validate_matrix(vectors),
@@ -34,14 +34,13 @@ def _filled(space: str, storage: str, n: int = 300) -> tuple[FaceIndex, np.ndarr
 
 def _nearest(
     index: FaceIndex, vectors: np.ndarray, k: int, ef: int | None = None
-) -> list[list[tuple[int, str, bool]]]:
-    """(id, label, within the threshold) of each row's k nearest, nearest first."""
+) -> list[list[tuple[int, str, float]]]:
+    """(id, label, distance) of each row's k nearest, nearest first."""
     ids, distances = index.search(vectors, k, ef)
     labels = index.labels_of(ids)
-    threshold = index.threshold
     return [
         [
-            (id, label, threshold is not None and d <= threshold)
+            (id, label, round(d, 5))
             for id, label, d in zip(row_ids.tolist(), row_labels, row_d.tolist(), strict=True)
         ]
         for row_ids, row_labels, row_d in zip(ids, labels, distances, strict=True)
@@ -55,7 +54,7 @@ def test_snapshot_round_trip(tmp_path: Path, space: str, storage: str) -> None:
     index.delete([5, 6, 7])
     saved = save_snapshot(index, tmp_path)
     assert saved.count == 297
-    loaded = load_snapshot(tmp_path, _contract(space, storage), threshold=0.5)
+    loaded = load_snapshot(tmp_path, _contract(space, storage))
     assert loaded is not None
     again = loaded.index
     assert loaded.name == saved.snapshot

@@ -37,7 +37,7 @@ def grpc_server(config: Config, interceptors: Sequence[grpc.ServerInterceptor] =
     """A bare grpc.Server with this config's settings (the benchmark's echo server uses it
     too, so its round trip is the floor a FaceSearch call is measured against)."""
     return grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=config.rpc_threads, thread_name_prefix="rpc"),
         interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", config.max_message_bytes),

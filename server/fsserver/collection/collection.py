@@ -91,7 +91,6 @@ class Collection:
             m=self.config.m,
             ef_construction=self.config.ef_construction,
             ef=self.config.ef,
-            threshold=threshold,
             target_recall=self.config.target_recall,
             compact_deleted_share=self.config.compact_deleted_share,
             checkpoint_wal_mb=self.config.checkpoint_wal_mb,

@@ -88,14 +88,12 @@ class RayShards:
         self,
         actors: Sequence[Any],
         contract: EmbeddingContract,
-        threshold: float | None,
         next_id: int,
         timeout: float,
         owns_ray: bool,
     ) -> None:
         self._actors = list(actors)
         self._contract = contract
-        self._threshold = threshold
         self._next_id = next_id
         self._timeout = timeout
         self._owns_ray = owns_ray
@@ -145,17 +143,13 @@ class RayShards:
             " + ".join(str(count) for _, count in states),
         )
         next_id = max(next_free for next_free, _ in states)
-        return cls(actors, contract, options.threshold, next_id, config.shard_timeout, owns_ray)
+        return cls(actors, contract, next_id, config.shard_timeout, owns_ray)
 
     # ---- facts -----------------------------------------------------------------------
 
     @property
     def contract(self) -> EmbeddingContract:
         return self._contract
-
-    @property
-    def threshold(self) -> float | None:
-        return self._threshold
 
     @property
     def shards(self) -> int:

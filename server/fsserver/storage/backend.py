@@ -56,7 +56,6 @@ class StoreOptions:
     m: int = 12
     ef_construction: int = 200
     ef: int = 64
-    threshold: float | None = None
     target_recall: float = 0.0
     compact_deleted_share: float = 0.25
     checkpoint_wal_mb: int = 0
@@ -65,9 +64,6 @@ class StoreOptions:
 class IndexBackend(Protocol):
     @property
     def contract(self) -> EmbeddingContract: ...
-
-    @property
-    def threshold(self) -> float | None: ...
 
     @property
     def count(self) -> int: ...

@@ -55,7 +55,6 @@ class FaceIndex:
         m: int = 12,
         ef_construction: int = 200,
         ef: int = 64,
-        threshold: float | None = None,
         voyager_index: voyager.Index | None = None,
         records: RecordTable | None = None,
         deleted: Iterable[int] = (),
@@ -63,7 +62,6 @@ class FaceIndex:
     ) -> None:
         self.contract = contract
         self.default_ef = ef
-        self.threshold = threshold
         self._index = voyager_index or voyager.Index(
             _SPACES[contract.space],
             num_dimensions=contract.dim,

@@ -80,7 +80,6 @@ class LocalStore:
                 m=options.m,
                 ef_construction=options.ef_construction,
                 ef=options.ef,
-                threshold=options.threshold,
             )
         except BaseException:
             self._unlock()
@@ -104,10 +103,6 @@ class LocalStore:
     @property
     def contract(self) -> EmbeddingContract:
         return self.index.contract
-
-    @property
-    def threshold(self) -> float | None:
-        return self.index.threshold
 
     @property
     def count(self) -> int:
