@@ -160,7 +160,7 @@ def test_images_sent_to_a_vector_only_server_fail_per_item(vector_server: Runnin
         results = client.add_images([b"\x89PNG whatever"], labels=["x"])
         assert results[0].error is not None
         assert results[0].error.code_name == "FAILED_PRECONDITION"
-        assert "vector-only" in results[0].error.message
+        assert "raw vectors" in results[0].error.message
 
 
 def test_limits_answer_resource_exhausted_and_the_server_keeps_serving(

@@ -238,11 +238,12 @@ def test_renames_and_forgets_during_a_compaction_are_carried_over(open_store: Op
     store = open_store()
     _add(store, [f"p{i % 5}" for i in range(300)])
     store.delete(list(range(0, 300, 3)))  # enough deleted for the compaction to rebuild
-    index = store.index
-    rebuild = index._empty_like  # the compaction calls it once the copy is taken
+    from fsserver.storage import index as index_module
+
+    rebuild = index_module.empty_like  # the compaction calls it once the copy is taken
     during = threading.Event()
 
-    def meanwhile(capacity: int) -> object:
+    def meanwhile(old: object, capacity: int) -> object:
         # Another thread's changes while the new graph is being built.
         def changes() -> None:
             assert store.rename("p1", "one") == 40
@@ -254,13 +255,13 @@ def test_renames_and_forgets_during_a_compaction_are_carried_over(open_store: Op
         worker = threading.Thread(target=changes)
         worker.start()
         worker.join(timeout=30)
-        return rebuild(capacity)
+        return rebuild(old, capacity)  # type: ignore[arg-type]
 
-    index._empty_like = meanwhile  # type: ignore[method-assign]
+    index_module.empty_like = meanwhile  # type: ignore[assignment]
     try:
         assert store.compact().removed == 100
     finally:
-        del index._empty_like
+        index_module.empty_like = rebuild
     assert during.is_set()
     expected = {
         i: {"p1": "one", "p2": "p3"}.get(f"p{i % 5}", f"p{i % 5}")

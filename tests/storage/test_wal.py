@@ -278,7 +278,7 @@ def test_a_crash_at_any_step_of_save_loses_nothing(
 
         return wrapper
 
-    monkeypatch.setattr(snapshot_module, "_fsync", crash_at_step(snapshot_module._fsync))
+    monkeypatch.setattr(snapshot_module, "fsync_path", crash_at_step(snapshot_module.fsync_path))
     monkeypatch.setattr(store.wal, "trim", crash_at_step(store.wal.trim))
     monkeypatch.setattr(snapshot_module.shutil, "rmtree", crash_at_step(shutil.rmtree))
     with pytest.raises(Crash):
@@ -357,7 +357,7 @@ def test_a_change_that_cannot_be_applied_is_taken_back_out_of_the_log(
     def refuse(*args: object) -> None:
         raise RuntimeError("the index refused the rows")
 
-    monkeypatch.setattr(index_module, "_insert", refuse)
+    monkeypatch.setattr(index_module, "insert", refuse)
     with pytest.raises(RuntimeError, match="refused"):
         store.add(5, 10, label="y")  # an upsert of 5..9 and new 10..14
     monkeypatch.undo()
