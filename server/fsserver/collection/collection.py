@@ -351,22 +351,21 @@ class Collection:
         return self.store.compact()
 
     def info(self) -> CollectionInfo:
-        """What ListCollections shows of it: its contract and size."""
-        store, config = self.store, self.config
-        contract, stored = store.contract, store.stats()
+        """What ListCollections shows of it: its contract and size (read from stats)."""
+        stats = self.stats()
         return CollectionInfo(
             name=self.name,
-            model=contract.model,
-            detector=contract.detector,
-            alignment=contract.alignment,
-            dim=contract.dim,
-            space=contract.space,
-            storage=contract.storage,
-            m=config.m,
-            ef_construction=config.ef_construction,
-            count=stored.count,
-            people=len(store.people()),
-            memory_bytes=stored.memory_bytes,
+            model=stats.model,
+            detector=stats.detector,
+            alignment=stats.alignment,
+            dim=stats.dim,
+            space=stats.space,
+            storage=stats.storage,
+            m=self.config.m,
+            ef_construction=self.config.ef_construction,
+            count=stats.count,
+            people=stats.people,
+            memory_bytes=stats.memory_bytes,
         )
 
     def stats(self) -> Stats:
