@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 FACES ?= $(firstword $(wildcard ../shared/faces))
 N ?= 20000
 
-.PHONY: setup native test test-ray lint proto serve demo bench lock clean
+.PHONY: setup native test test-ray lint proto serve demo bench bench-peers soak lock clean
 
 setup: $(VENV)/.installed
 
@@ -74,10 +74,29 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP) install --quiet -c constraints.txt -e '.[server,picture,dev,bench]'
 	touch $@
 
+# `make bench-peers` (not part of `make test` nor `make bench`): facesearch, PostgreSQL +
+# pgvector and Chroma, each its own server, on the same face-like data in one run (load,
+# memory, recall and latency per ef, throughput from 1 and 4 client processes);
+# bench/results/<date>-peers.{json,md}. N as for `make bench`; more flags in PEERS_ARGS
+# (e.g. PEERS_ARGS="--only facesearch,pgvector --seconds 5"; `python -m bench.peers --help`).
+bench-peers: $(VENV)/.installed-peers
+	$(PY) -m bench.peers --n $(BENCH_N) $(PEERS_ARGS)
+
+$(VENV)/.installed-peers: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e '.[server,picture,dev,bench,peers]'
+	touch $@
+
+# `make soak` (not part of `make test`, which runs a 30 s version): 8 client processes mix
+# adds, queries, gets, deletes, saves and compactions against a real server for 300 s, then
+# SIGKILL, restart and check; bench/results/<date>-soak.{json,md}. More flags in SOAK_ARGS
+# (e.g. SOAK_ARGS="--clients 4 --seconds 60 --live-cap 20000"; `python -m bench.soak --help`).
+soak: setup
+	$(PY) -m bench.soak $(SOAK_ARGS)
+
 # Refresh constraints.txt from a clean resolve of pyproject.toml.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet '.[server,picture,dev,bench,ray]'
+	.lock-venv/bin/pip install --quiet '.[server,picture,dev,bench,ray,peers]'
 	( echo "# Exact versions of the whole dependency tree, used by \`make setup\` and CI (pip -c)."; \
 	  echo "# Regenerate: make lock"; \
 	  .lock-venv/bin/pip freeze --all | grep -v -e '^facesearch' -e '^pip==' ) > constraints.txt

@@ -174,7 +174,7 @@ def run_save(args: argparse.Namespace, client: FaceSearchClient) -> int:
 
 def run_compact(args: argparse.Namespace, client: FaceSearchClient) -> int:
     with Spinner("compacting", sys.stderr, enabled=_show_progress(args)):
-        result = client.compact()
+        result = client.compact(force=args.force)
     print(dumps(result) if args.json else format_compact(result))
     return 0
 
@@ -282,9 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("save", "write a snapshot of the index on the server").set_defaults(run=run_save)
     command("stats", "print what the index holds").set_defaults(run=run_stats)
-    command(
+    compact = command(
         "compact", "rebuild the index without deleted items (memory back; ids unchanged)"
-    ).set_defaults(run=run_compact)
+    )
+    compact.add_argument(
+        "--force", action="store_true", help="rebuild even when too few are deleted to pay off"
+    )
+    compact.set_defaults(run=run_compact)
     register_people_commands(command)  # people, list, forget, rename, identify, verify
     register_collection_commands(command)  # collections [create NAME | drop NAME]
     return parser

@@ -376,9 +376,12 @@ class FaceSearchClient:
     def save(self) -> SaveResult:
         return convert.save_result_from_pb(self._call(self._stub.Save, pb.SaveRequest()))
 
-    def compact(self) -> CompactResult:
-        """Rebuild the index without deleted items (Save also does when many are deleted)."""
-        return convert.compact_result_from_pb(self._call(self._stub.Compact, pb.CompactRequest()))
+    def compact(self, force: bool = False) -> CompactResult:
+        """Rebuild the index without deleted items (Save also starts one when many are
+        deleted). Skipped, saying why in `skipped`, when too few are deleted to pay off,
+        unless `force`; a call made while a compaction runs waits for it (`joined`)."""
+        request = pb.CompactRequest(force=force)
+        return convert.compact_result_from_pb(self._call(self._stub.Compact, request))
 
     def stats(self) -> Stats:
         return convert.stats_from_pb(self._call(self._stub.Stats, pb.StatsRequest()))

@@ -262,16 +262,15 @@ def item_from_pb(message: pb.Item) -> Item:
     )
 
 
+_SAVE_FIELDS = [f.name for f in dataclasses.fields(SaveResult)]
+
+
 def save_result_to_pb(result: SaveResult) -> pb.SaveResponse:
-    return pb.SaveResponse(
-        snapshot=result.snapshot, count=result.count, bytes=result.bytes, seconds=result.seconds
-    )
+    return pb.SaveResponse(**{name: getattr(result, name) for name in _SAVE_FIELDS})
 
 
 def save_result_from_pb(message: pb.SaveResponse) -> SaveResult:
-    return SaveResult(
-        snapshot=message.snapshot, count=message.count, bytes=message.bytes, seconds=message.seconds
-    )
+    return SaveResult(**{name: getattr(message, name) for name in _SAVE_FIELDS})
 
 
 # Every scalar field of Stats, converted by name: a new field is its proto field and its
@@ -293,12 +292,15 @@ def stats_from_pb(message: pb.StatsResponse) -> Stats:
     )
 
 
+_COMPACT_FIELDS = [f.name for f in dataclasses.fields(CompactResult)]
+
+
 def compact_result_to_pb(result: CompactResult) -> pb.CompactResponse:
-    return pb.CompactResponse(removed=result.removed, count=result.count, seconds=result.seconds)
+    return pb.CompactResponse(**{name: getattr(result, name) for name in _COMPACT_FIELDS})
 
 
 def compact_result_from_pb(message: pb.CompactResponse) -> CompactResult:
-    return CompactResult(removed=message.removed, count=message.count, seconds=message.seconds)
+    return CompactResult(**{name: getattr(message, name) for name in _COMPACT_FIELDS})
 
 
 # ---- people ------------------------------------------------------------------------------

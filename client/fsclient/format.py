@@ -191,6 +191,10 @@ def format_stats(stats: Stats) -> str:
             ("count", str(stats.count)),
             ("deleted", str(stats.deleted)),
             ("memory", f"~{format_bytes(stats.memory_bytes)}"),
+            (
+                "server memory",
+                format_bytes(stats.process_rss_bytes) if stats.process_rss_bytes else "-",
+            ),
             ("dim", str(stats.dim)),
             ("space", stats.space),
             ("storage", stats.storage),
@@ -266,6 +270,13 @@ def format_save(result: SaveResult) -> str:
 
 
 def format_compact(result: CompactResult) -> str:
+    if result.running:
+        return (
+            f"compaction still running after {result.seconds:.1f} s; it goes on in the "
+            "background (see `stats`: deleted falls to 0 when it is done)"
+        )
+    if result.skipped:
+        return f"not compacted: {result.skipped}"
     if not result.removed:
         return f"nothing to compact: {result.count} items, none deleted"
     return (
@@ -337,12 +348,7 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
         "vector": _vector(i.vector),
         "thumbnail_base64": base64.b64encode(i.thumbnail).decode("ascii"),
     },
-    SaveResult: lambda s: {
-        "snapshot": s.snapshot,
-        "count": s.count,
-        "bytes": s.bytes,
-        "seconds": s.seconds,
-    },
+    SaveResult: asdict,
     # Every field by name: a new Stats field needs no edit here (but a row in docs/json.md).
     Stats: lambda s: {
         f.name: _optional(getattr(s, f.name)) if f.name == "decision" else getattr(s, f.name)
@@ -357,7 +363,7 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
         "metadata": b.metadata,
         "search_seconds": b.search_seconds,
     },
-    CompactResult: lambda c: {"removed": c.removed, "count": c.count, "seconds": c.seconds},
+    CompactResult: asdict,
     **people_converters(_optional),
 }
 

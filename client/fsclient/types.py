@@ -171,6 +171,7 @@ class SaveResult:
     count: int
     bytes: int
     seconds: float
+    joined: bool = False  # one snapshot shared with Save calls that arrived together
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ class Stats:
     alignment: str = ""  # "dlib" | "deepface" | "" (vector-only)
     collection: str = ""  # which collection these are of
     memory_bytes: int = 0  # an estimate of the collection's index in memory
+    process_rss_bytes: int = 0  # the server process's resident memory (all of it)
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,10 @@ class CompactResult:
     removed: int  # deleted items dropped from the graph
     count: int  # live items after
     seconds: float
+    skipped: str = ""  # why nothing was rebuilt (too few deleted to pay off); "" if rebuilt
+    joined: bool = False  # waited for a compaction already running and shares its result
+    hold_seconds: float = 0.0  # the longest writers (and queries) waited on the swap
+    running: bool = False  # still rebuilding at the caller's deadline; it goes on regardless
 
 
 # ---- people ----------------------------------------------------------------------------

@@ -31,6 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fsserver.config import parse_config
 
     config = parse_config(arguments)
+    from fsserver.storage.heap import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread starts: see heap.py
     try:
         logs.configure(config.log_level, config.log_format)
     except ValueError as error:

@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--compact-deleted-share",
         type=_share,
         default=d.compact_deleted_share,
-        help="Save rebuilds the index without deleted items past this share (0..1; 1 = never)",
+        help="past this share of deleted items (0..1; 1 = never), Save also starts a compaction",
     )
     # --workers was this flag's first name; kept so existing command lines work.
     p.add_argument(

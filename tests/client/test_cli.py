@@ -153,3 +153,22 @@ def test_compact_and_the_wal_in_stats(vector_server: RunningServer, tmp_path: Pa
     again = json.loads(run_cli("--json", "compact", server=address).stdout)
     assert (again["removed"], again["count"]) == (0, 7)
     assert "0 WAL record(s) replayed" in run_cli("stats", server=address).stdout
+
+
+def test_a_compaction_that_would_not_pay_off_is_skipped_unless_forced(
+    vector_server: RunningServer, tmp_path: Path
+) -> None:
+    address = vector_server.address
+    np.save(tmp_path / "v.npy", np.random.default_rng(1).normal(size=(100, 16)).astype(np.float32))
+    added = json.loads(run_cli("--json", "add", str(tmp_path / "v.npy"), server=address).stdout)
+    first = added["items"][0]["id"]
+    stats = json.loads(run_cli("--json", "stats", server=address).stdout)
+    assert stats["process_rss_bytes"] > 10_000_000  # the server's own RSS, every collection
+    assert run_cli("delete", str(first), server=address).returncode == 0
+    skipped = run_cli("compact", server=address)
+    assert skipped.returncode == 0, skipped.stderr
+    assert skipped.stdout.startswith("not compacted: only 1 of "), skipped.stdout
+    assert "force" in skipped.stdout
+    forced = json.loads(run_cli("--json", "compact", "--force", server=address).stdout)
+    assert (forced["removed"], forced["skipped"], forced["joined"]) == (1, "", False)
+    assert 0 <= forced["hold_seconds"] <= forced["seconds"]

@@ -231,6 +231,7 @@ def test_to_json_of_items_errors_and_add_reports() -> None:
         "alignment",
         "collection",
         "memory_bytes",
+        "process_rss_bytes",
     ]
     assert to_json(stats)["decision"] is None
 

@@ -6,13 +6,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fsclient import FaceSearchError
+from fsclient import AddItem, FaceSearchError
 from fsserver.errors import FailedPrecondition
 from support import RunningServer
 
@@ -120,7 +120,7 @@ def test_compaction_drops_deleted_items_and_keeps_ids(
             client.get(399)
 
 
-def test_save_compacts_once_the_deleted_share_passes_the_threshold(
+def test_save_starts_a_compaction_once_the_deleted_share_passes_the_threshold(
     start_server: Callable[..., RunningServer],
 ) -> None:
     server = start_server(dim=DIM, compact_deleted_share=0.3)
@@ -128,9 +128,14 @@ def test_save_compacts_once_the_deleted_share_passes_the_threshold(
         client.add_vectors(_vectors(100))
         client.delete(list(range(20)))
         client.save()
+        time.sleep(0.5)
         assert client.stats().deleted == 20  # 20 % deleted: below the threshold
         client.delete(list(range(20, 40)))
-        client.save()
+        saved = client.save()  # written at once; the compaction runs in the background
+        assert saved.count == 60
+        deadline = time.monotonic() + 30
+        while client.stats().deleted and time.monotonic() < deadline:
+            time.sleep(0.05)
         stats = client.stats()
         assert (stats.count, stats.deleted) == (60, 0)
     assert len(server.server.catalog.default.store.index.voyager_index) == 60
@@ -241,3 +246,42 @@ def test_a_growing_wal_is_checkpointed_in_the_background(
         assert stats.count == 6000 and stats.snapshot
         assert stats.wal_replayed < 12  # not the whole enrollment
         np.testing.assert_array_equal(client.get(5999).vector, vectors[5999])
+
+
+def test_recall_is_not_measured_under_a_slow_add_stream_but_right_after_it(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """Batches slower than the calibration's quiet period: while the stream is open nothing
+    is measured (rows arriving mid-measurement read as misses); once it ends, the default
+    ef is calibrated over every row and reaches the target."""
+    server = start_server(dim=DIM, target_recall=0.95)
+    rows = _vectors(1000, seed=5)
+    ended = threading.Event()
+    seen_during: list[int] = []
+
+    def slowly() -> Iterator[AddItem]:
+        for start in range(0, len(rows), 200):
+            if start:
+                time.sleep(0.9)  # longer than the 0.5 s pause calibration waits for
+            yield from (AddItem(vector=row) for row in rows[start : start + 200])
+
+    def watch() -> None:
+        with server.client() as watcher:
+            while not ended.is_set():
+                seen_during.append(watcher.stats().recall_measured_at)
+                time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with server.client() as client:
+        added = [r for batch in client.add(slowly(), batch_size=200) for r in batch]
+        ended.set()
+        watcher.join()
+        assert len(added) == 1000 and all(r.ok for r in added)
+        assert seen_during and set(seen_during) == {0}, seen_during  # nothing measured
+        deadline = time.monotonic() + 60
+        while not client.stats().recall_measured_at and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stats = client.stats()
+    assert stats.recall_measured_at == 1000
+    assert stats.estimated_recall >= 0.95

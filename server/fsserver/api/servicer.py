@@ -26,6 +26,9 @@ from fsserver.collection.pipeline import PendingAdd, ReadAhead
 from fsserver.errors import InvalidArgument, ServiceError
 
 log = logging.getLogger(__name__)
+# What a Compact keeps back of its caller's deadline to answer "still running" in time.
+DEADLINE_MARGIN_S = 0.5
+NO_DEADLINE_S = 1e6  # time_remaining() past this: the call set no deadline
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -150,9 +153,15 @@ class FaceSearchService:
         # waits for at most a batch and the stream's next one gets NOT_FOUND.
         begun = (self._begin_add(request, context) for request in requests)
         batches = ReadAhead(begun, discard=_AddBatch.discard, name="add-read-ahead")
-        with _statuses(context, "Add"), closing(batches):
+        # Each collection it writes to counts as being written until the stream ends, so
+        # recall calibration waits for the load to finish, however slow its batches.
+        with _statuses(context, "Add"), closing(batches), ExitStack() as writing:
+            written: set[str] = set()
             for batch in batches:
                 with batch.lease:
+                    if batch.collection.name not in written:
+                        written.add(batch.collection.name)
+                        writing.enter_context(batch.collection.store.writing())
                     results = batch.collection.adder.finish_add(batch.pending)
                 yield pb.AddResponse(results=[convert.add_result_to_pb(r) for r in results])
 
@@ -232,7 +241,11 @@ class FaceSearchService:
     def Compact(
         self, collection: Collection, request: pb.CompactRequest, context: grpc.ServicerContext
     ) -> pb.CompactResponse:
-        return convert.compact_result_to_pb(collection.compact())
+        # Answered just before the caller's deadline if the rebuild is still going: the
+        # rebuild is nobody's call alone, and it goes on.
+        remaining = context.time_remaining()  # huge without a deadline
+        wait = None if remaining > NO_DEADLINE_S else max(0.0, remaining - DEADLINE_MARGIN_S)
+        return convert.compact_result_to_pb(collection.compact(request.force, wait))
 
     @_per_collection
     def Stats(

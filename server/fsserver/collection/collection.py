@@ -51,6 +51,7 @@ from fsserver.faces.models import FaceModel
 from fsserver.faces.pool import EmbedPool
 from fsserver.storage import validation
 from fsserver.storage.backend import Hits, IndexBackend, StoreOptions
+from fsserver.storage.heap import process_rss_bytes
 from fsserver.storage.local import LocalStore
 from fsserver.storage.sharding import check_not_sharded
 
@@ -343,12 +344,12 @@ class Collection:
         return self._store is not None and self._store.unsaved_changes
 
     def save(self) -> SaveResult:
-        """Compact first if enough is deleted, then write a snapshot and trim the WAL
-        (in every shard, with the Ray backend)."""
+        """Write a snapshot and trim the WAL (in every shard, with the Ray backend); past
+        the deleted share, a compaction starts in the background too."""
         return self.store.save()
 
-    def compact(self) -> CompactResult:
-        return self.store.compact()
+    def compact(self, force: bool = False, wait: float | None = None) -> CompactResult:
+        return self.store.compact(force, wait)
 
     def info(self) -> CollectionInfo:
         """What ListCollections shows of it: its contract and size (read from stats)."""
@@ -374,6 +375,7 @@ class Collection:
         rule = self.decision_rule
         return Stats(
             **asdict(store.stats()),  # count, deleted, ef, recall, WAL, memory: by name
+            process_rss_bytes=process_rss_bytes(),
             collection=self.name,
             dim=contract.dim,
             space=contract.space,

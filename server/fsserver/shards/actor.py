@@ -136,8 +136,8 @@ class ShardActor:
     def save(self) -> SaveResult:
         return self.store.save()
 
-    def compact(self) -> CompactResult:
-        return self.store.compact()
+    def compact(self, force: bool = False) -> CompactResult:
+        return self.store.compact(force)
 
     def stats(self) -> StoreStats:
         return self.store.stats()

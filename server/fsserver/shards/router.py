@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -329,6 +330,10 @@ class RayShards:
 
     # ---- the rest --------------------------------------------------------------------
 
+    def writing(self) -> AbstractContextManager[None]:
+        # Each shard calibrates its own ef, waiting for a pause in its own writes.
+        return nullcontext()
+
     def save(self) -> SaveResult:
         started = time.perf_counter()
         saved: list[SaveResult] = self._gather([a.save.remote() for a in self._actors], "Save")
@@ -341,15 +346,21 @@ class RayShards:
             seconds=time.perf_counter() - started,
         )
 
-    def compact(self) -> CompactResult:
+    def compact(self, force: bool = False, wait: float | None = None) -> CompactResult:
+        # Each shard rebuilds within the router's own timeout; `wait` is not passed on.
         started = time.perf_counter()
         done: list[CompactResult] = self._gather(
-            [a.compact.remote() for a in self._actors], "Compact"
+            [a.compact.remote(force) for a in self._actors], "Compact"
         )
+        skipped = [result.skipped for result in done if result.skipped]
         return CompactResult(
             removed=sum(result.removed for result in done),
             count=sum(result.count for result in done),
             seconds=time.perf_counter() - started,
+            # Said when no shard rebuilt; each shard decides for itself.
+            skipped=skipped[0] if len(skipped) == len(done) else "",
+            joined=all(result.joined for result in done),
+            hold_seconds=max((result.hold_seconds for result in done), default=0.0),
         )
 
     def stats(self) -> StoreStats:

@@ -9,6 +9,7 @@ allocates nothing; a backend stores, searches and persists vectors under global 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -124,7 +125,11 @@ class IndexBackend(Protocol):
 
     def save(self) -> SaveResult: ...
 
-    def compact(self) -> CompactResult: ...
+    def writing(self) -> AbstractContextManager[None]:
+        """Held while an Add stream is open: recall is not measured under its batches."""
+        ...
+
+    def compact(self, force: bool = False, wait: float | None = None) -> CompactResult: ...
 
     def stats(self) -> StoreStats: ...
 

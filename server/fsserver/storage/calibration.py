@@ -13,8 +13,10 @@ this tracked the recall of held-out photos within 0.003 (ef 24..128, 100k vector
 
 The exact neighbours of these queries come from brute force; the default ef becomes the
 smallest on a grid of ~25% steps whose recall@10 reaches the target less two standard
-errors. It is measured again as the index grows or shrinks by half, after a pause in writes
-so a bulk load is not slowed.
+errors. It is measured again as the index grows or shrinks by half, once writes pause: no
+Add stream open (`writing`) and no change for half a second, however slow a stream's
+batches are. A bulk load is not slowed, and a measurement never counts rows added under it
+as misses; one that a write invalidated anyway is dropped quietly and taken again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,8 +52,9 @@ MIN_ITEMS = 100  # below this the graph is searched almost exhaustively anyway
 REGROW = 1.5  # measure again once the index is this many times larger (or smaller)
 # Measuring waits for writes to pause: a bulk load is not slowed, and rows added during a
 # measurement would be found by the graph but missing from its brute-force truth, reading
-# as misses (a 1M load measured mid-stream pushed ef to the top of the grid).
-QUIET_SECONDS, MAX_DEFER_SECONDS = 0.5, 600.0
+# as misses (a 1M load measured mid-stream pushed ef to the top of the grid, and batches
+# slower than the pause were taken for the load's end: seven bogus warnings in one load).
+QUIET_SECONDS = 0.5
 CLOSE_WAIT_SECONDS = 5.0  # what close() waits for a measurement in progress to end
 
 
@@ -59,6 +64,7 @@ class Calibration:
     recall: float  # estimated recall@10 at that ef
     measured_at: int  # live items when measured
     seconds: float
+    reached: bool = True  # whether some ef of the grid reached the target
 
 
 def measure(index: FaceIndex, target: float, seed: int = 0) -> Calibration:
@@ -74,23 +80,15 @@ def measure(index: FaceIndex, target: float, seed: int = 0) -> Calibration:
     queries = (sampled + steps).astype(np.float32)
     truth, _ = exact.nearest(queries, k, index.live_chunks(), cosine=cosine)
     slots = truth.size
-    chosen, recall = EF_GRID[-1], 0.0
+    chosen, recall, reached = EF_GRID[-1], 0.0, False
     for ef in EF_GRID:
         found, _ = index.search(queries, k, ef=ef)
         recall = _recall(found, truth)
         error = math.sqrt(max(recall * (1 - recall), 1 / slots) / slots)
         if recall - MARGIN * error >= target or ef >= count:
-            chosen = ef
+            chosen, reached = ef, True
             break
-    else:
-        log.warning(
-            "recall@10 reaches only %.4f at ef %d, short of the target %.4f: this data is "
-            "hard for HNSW at these build settings (raise --m / --ef-construction)",
-            recall,
-            chosen,
-            target,
-        )
-    return Calibration(chosen, recall, count, time.perf_counter() - started)
+    return Calibration(chosen, recall, count, time.perf_counter() - started, reached)
 
 
 def _two_others(
@@ -118,6 +116,8 @@ class RecallCalibrator:
         self.latest: Calibration | None = None
         self._wake = threading.Event()
         self._closed = False
+        self._writers = 0  # Add streams open: writing, however long between their batches
+        self._writers_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="recall-calibration", daemon=True)
         self._thread.start()
         self.note_change()
@@ -130,6 +130,17 @@ class RecallCalibrator:
         last = self.latest.measured_at if self.latest else 0
         if not last or count >= last * REGROW or count * REGROW <= last:
             self._wake.set()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held by an Add stream while it is open: no measurement starts meanwhile."""
+        with self._writers_lock:
+            self._writers += 1
+        try:
+            yield
+        finally:
+            with self._writers_lock:
+                self._writers -= 1
 
     def close(self) -> None:
         self._closed = True
@@ -157,13 +168,24 @@ class RecallCalibrator:
                 else:
                     log.exception("recall calibration failed; the default ef stays")
                 continue
+            finally:
+                release_free_memory()  # the brute force's distance blocks (tens of MB)
             if self._index.version != version:
+                # Writes invalidated it (a miss may be a row added mid-measurement): quietly.
                 log.debug("the index changed while recall was measured; measuring again")
                 self._wake.set()
                 continue
             self._index.default_ef = calibration.ef
             self.latest = calibration
-            release_free_memory()
+            if not calibration.reached:  # only a finished, valid measurement warns
+                log.warning(
+                    "recall@10 reaches only %.4f at ef %d, short of the target %.4f: this "
+                    "data is hard for HNSW at these build settings (raise --m / "
+                    "--ef-construction)",
+                    calibration.recall,
+                    calibration.ef,
+                    self.target,
+                )
             log.info(
                 "default ef %d: estimated recall@10 %.4f (target %.4f) over %d items, "
                 "measured in %.1fs",
@@ -176,11 +198,10 @@ class RecallCalibrator:
             self.note_change()  # it may have grown a lot meanwhile
 
     def _wait_for_quiet(self) -> None:
-        """Until writes pause for QUIET_SECONDS (at most MAX_DEFER_SECONDS)."""
-        deadline = time.monotonic() + MAX_DEFER_SECONDS
+        """Until no Add stream is open and nothing has changed for QUIET_SECONDS."""
         version = self._index.version
-        while time.monotonic() < deadline and not self._closed:
+        while not self._closed:
             time.sleep(QUIET_SECONDS)
-            if self._index.version == version:
+            if self._index.version == version and not self._writers:
                 return
             version = self._index.version

@@ -82,8 +82,9 @@ class GalleryReader:
         (as live_chunks does), so a big gallery never holds writers, and so queries, off
         for long; a change made meanwhile may or may not be seen."""
         with self._index.reading() as index:  # a compaction may swap another in; this one stays
+            deleted = self._index.deleted  # this graph's, read with it
             ids = self._index.records.ids_labelled(labels)
-        read = list(self._index.read_chunks(index, ids, _CHUNK))
+        read = list(self._index.read_chunks(index, deleted, ids, _CHUNK))
         kept = np.concatenate([np.zeros(0, np.uint64), *(chunk for chunk, _ in read)])
         vectors = np.concatenate(
             [np.zeros((0, self._index.contract.dim), np.float32), *(v for _, v in read)]

@@ -8,15 +8,15 @@ With a write-ahead log attached, every add, delete and relabel is appended and f
 before it is applied, all under one mutation lock, so the log's order is the index's order
 and a replay rebuilds exactly what clients were told was stored.
 
-People are labels: `people` counts the live items of each, `items` lists items by id,
-`forget` deletes a person's items (logged as a delete of their ids) and `rename` relabels
-them (logged as a relabel), `gallery_rows` reads their vectors for calibration.
+People are labels: `forget` deletes a person's items (logged as a delete of their ids),
+`rename` relabels them (logged as a relabel); gallery.py reads them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
@@ -28,8 +28,17 @@ from fsclient.types import FloatArray, Item
 from fsserver.contract import EmbeddingContract
 from fsserver.errors import InvalidArgument, NotFound, ServiceError
 from fsserver.storage import exact, validation
+from fsserver.storage.compaction import Compaction, catch_up, rebuild
 from fsserver.storage.gallery import GalleryReader
-from fsserver.storage.inserts import MAX_ID, claim_ids, empty_like, insert, replay_onto
+from fsserver.storage.inserts import (
+    MAX_ID,
+    MIN_CAPACITY,
+    claim_ids,
+    empty_like,
+    insert,
+    rebuilt_capacity,
+    replay_onto,
+)
 from fsserver.storage.records import RecordTable
 from fsserver.storage.rows import Rows
 from fsserver.storage.rwlock import ReadWriteLock
@@ -41,8 +50,6 @@ log = logging.getLogger(__name__)
 IdArray = npt.NDArray[np.uint64]
 _SPACES = {"euclidean": voyager.Space.Euclidean, "cosine": voyager.Space.Cosine}
 _STORAGES = {"float32": voyager.StorageDataType.Float32, "e4m3": voyager.StorageDataType.E4M3}
-# Grow capacity in big steps: a resize locks queries out, so it should be rare.
-_MIN_CAPACITY = 1024
 # Vectors read per lock hold by scans (live_chunks, gallery_rows): writers wait at most one.
 _SCAN_CHUNK = 16_384
 
@@ -67,7 +74,7 @@ class FaceIndex:
             num_dimensions=contract.dim,
             M=m,
             ef_construction=ef_construction,
-            max_elements=_MIN_CAPACITY,
+            max_elements=MIN_CAPACITY,
             storage_data_type=_STORAGES[contract.storage],
         )
         self._records = records or RecordTable()
@@ -218,7 +225,7 @@ class FaceIndex:
     def forget(self, label: str) -> int:
         """Delete every live item labelled `label`, as one logged delete of their ids (all
         or nothing); how many. NotFound when no live item has the label."""
-        _require_label(label)
+        validation.require_label(label)
         with self._mutation:  # every writer takes it: the records hold still meanwhile
             ids = self._records.ids_labelled([label])
             if not len(ids):
@@ -229,8 +236,8 @@ class FaceIndex:
     def rename(self, old: str, new: str) -> int:
         """Relabel every live item labelled `old` as `new` (merging into `new` when items
         carry it already), logged as one relabel; how many. NotFound when none has `old`."""
-        _require_label(old)
-        _require_label(new)
+        validation.require_label(old)
+        validation.require_label(new)
         with self._mutation:
             count = self._records.count_of(old)
             if not count:
@@ -241,40 +248,49 @@ class FaceIndex:
 
     # ---- compaction ------------------------------------------------------------------
 
-    def compact(self) -> int:
+    def compact(self, cancelled: threading.Event | None = None) -> Compaction:
         """Rebuild the graph without deleted items, reclaiming their memory; ids stay.
 
         Queries, adds and deletes go on while the new graph is built: changes made
-        meanwhile are queued and applied to it before it replaces the old one. Returns how
-        many deleted items were dropped.
+        meanwhile are queued, replayed onto it in rounds while writers go on, and the last
+        few are applied under the mutation lock right before the swap, so writers are held
+        for the swap alone (`hold_seconds`).
         """
         with self._compaction:
-            with self._mutation:
-                dropped = len(self._deleted)
+            with self._mutation:  # the cut: what is live now, and the queue from here on
+                started = time.perf_counter()
+                dropped, old = len(self._deleted), self._index
                 if not dropped:
-                    return 0
-                live = [i for i in self._index.ids if i not in self._deleted]
-                vectors = np.asarray(self._index.get_vectors(live), dtype=np.float32)
+                    return Compaction(0)
+                ids = self.live_ids()  # no insert runs: they take the mutation lock
                 self._pending = []
+                hold = time.perf_counter() - started
             try:
-                index = empty_like(self._index, max(len(live), _MIN_CAPACITY))
-                if live:
-                    index.add_items(vectors, ids=live)
-                del vectors
+                # Read and inserted a chunk at a time (items deleted since the cut are left
+                # out; their queued deletes then find nothing): writers are not held for
+                # the copy, and no second copy of every vector is made.
+                index = empty_like(old, rebuilt_capacity(len(ids)))
+                chunks = self.read_chunks(old, self._deleted, ids, _SCAN_CHUNK)
+                rebuild(index, chunks, cancelled or threading.Event())
+                deleted: set[int] = set()
+                done = catch_up(index, self._pending, deleted)
                 with self._mutation:
-                    deleted = replay_onto(index, self._pending)
+                    held = time.perf_counter()
+                    replay_onto(index, self._pending[done:], deleted)
                     with self._lock.write():
                         self._index, self._deleted = index, deleted
                     self.version += 1
-                    log.info(
-                        "compaction: %d deleted items dropped, %d changes made during the "
-                        "rebuild carried over",
-                        dropped,
-                        len(self._pending),
-                    )
+                    hold = max(hold, time.perf_counter() - held)
+                log.info(
+                    "compaction: %d deleted items dropped, %d changes made during the rebuild "
+                    "carried over; writers held %.1f ms for the swap",
+                    dropped,
+                    len(self._pending),
+                    hold * 1e3,
+                )
             finally:
                 self._pending = None
-        return dropped
+        return Compaction(dropped, hold)
 
     # ---- reads -----------------------------------------------------------------------
 
@@ -312,19 +328,22 @@ class FaceIndex:
             raise InvalidArgument(f"k must be at least 1, not {k}")
         # Voyager takes only writable, contiguous float32 (not a view of request bytes).
         matrix = np.require(np.atleast_2d(vectors), np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
-        k = min(k, self.count)
+        found = None
+        with self._lock.read():
+            # Counted under the lock that the swap of a compaction takes: a count read
+            # beside a swap could pair one graph's size with the other's deleted ids.
+            k = min(k, self.count)
+            if k and not exact:
+                # Deleted items can leave the graph walk short of k (RecallError): be exact.
+                query_ef = max(ef or self.default_ef, k)
+                with suppress(voyager.RecallError):
+                    # One row: the 1-D call, which skips Voyager's thread pool.
+                    one = len(matrix) == 1
+                    found = self._index.query(matrix[0] if one else matrix, k=k, query_ef=query_ef)
+                    if one:
+                        found = found[0][None, :], found[1][None, :]
         if k == 0:
             return np.zeros((len(matrix), 0), np.uint64), np.zeros((len(matrix), 0), np.float32)
-        found = None
-        if not exact:
-            # Deleted items can leave the graph walk short of k (RecallError): be exact then.
-            query_ef = max(ef or self.default_ef, k)
-            with self._lock.read(), suppress(voyager.RecallError):
-                if len(matrix) == 1:  # the 1-D call skips Voyager's thread pool
-                    one_ids, one_distances = self._index.query(matrix[0], k=k, query_ef=query_ef)
-                    found = one_ids[None, :], one_distances[None, :]
-                else:
-                    found = self._index.query(matrix, k=k, query_ef=query_ef)
         ids, raw = found if found is not None else self.exact_nearest(matrix, k)
         distances = self.contract.to_user_distances(np.asarray(raw, dtype=np.float32))
         return np.asarray(ids, dtype=np.uint64), distances
@@ -347,8 +366,7 @@ class FaceIndex:
         with self._lock.read(), self._labels:
             return np.asarray(self._index.get_vectors(ids), dtype=np.float32)
 
-    def live_ids(self) -> npt.NDArray[np.uint64]:
-        """Ids of live items; the caller holds `reading()`."""
+    def live_ids(self) -> npt.NDArray[np.uint64]:  # the caller holds `reading()`
         ids = np.fromiter(self._index.ids, np.uint64, len(self._index))
         if self._deleted:
             gone = np.fromiter(self._deleted, np.uint64, len(self._deleted))
@@ -364,21 +382,22 @@ class FaceIndex:
         holds writers off for long; a change made mid-scan may or may not be seen.
         """
         with self._lock.read(), self._labels:
-            index = self._index  # a compaction may swap in another; this one stays valid
+            # A compaction may swap in another graph; this one and its deleted ids stay.
+            index, deleted = self._index, self._deleted
             ids = self.live_ids()
-        yield from self.read_chunks(index, ids, size)
+        yield from self.read_chunks(index, deleted, ids, size)
 
     def read_chunks(
-        self, index: voyager.Index, ids: npt.NDArray[np.uint64], size: int
+        self, index: voyager.Index, deleted: set[int], ids: npt.NDArray[np.uint64], size: int
     ) -> Iterator[tuple[npt.NDArray[np.uint64], FloatArray]]:
-        """The stored vectors of `ids` in `index`, a chunk per lock hold."""
+        """The stored vectors of `ids` in `index`, a chunk per lock hold, leaving out items
+        deleted since the scan began (Voyager refuses to read them): `deleted` is the graph's
+        own set, read with it, which a compaction's swap leaves to it (the new graph gets
+        another)."""
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
             with self._lock.read(), self._labels:
-                # An item deleted since the scan began is gone from it (Voyager refuses to
-                # read a deleted item's vector); a swapped-out graph changes no more.
-                if index is self._index and self._deleted:
-                    deleted = self._deleted
+                if deleted:
                     chunk = chunk[[id not in deleted for id in chunk.tolist()]]
                 vectors = np.asarray(index.get_vectors(chunk), dtype=np.float32)
             yield chunk, vectors
@@ -405,8 +424,3 @@ class FaceIndex:
     @property
     def deleted(self) -> set[int]:
         return self._deleted
-
-
-def _require_label(label: str) -> None:
-    if not label:
-        raise InvalidArgument("the label must not be empty: unlabelled items are no person")

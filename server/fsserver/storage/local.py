@@ -3,8 +3,9 @@
 The single-process server keeps one LocalStore in its data directory; each Ray shard actor
 keeps one in data_dir/shards/<i>/. Opening it locks the directory, loads the newest intact
 snapshot and replays the WAL; every add, delete, forget and rename is in the WAL, fsynced,
-before it returns; Save writes a snapshot (compacting first past a deleted share) and trims
-the WAL; a background checkpoint saves once the WAL passes --checkpoint-wal-mb.
+before it returns; Save writes a snapshot and trims the WAL (and past a deleted share starts
+a compaction in the background); a background checkpoint saves once the WAL passes
+--checkpoint-wal-mb. Saves and compactions join rather than queue (maintenance.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from fsclient.types import CompactResult, FloatArray, Item, ItemSummary, Page, Person, SaveResult
@@ -22,8 +25,10 @@ from fsserver.contract import EmbeddingContract
 from fsserver.errors import FailedPrecondition, ServiceError
 from fsserver.storage.backend import Hits, StoreOptions, StoreStats
 from fsserver.storage.calibration import RecallCalibrator
+from fsserver.storage.compaction import Cancelled
 from fsserver.storage.heap import release_free_memory
 from fsserver.storage.index import FaceIndex, IdArray
+from fsserver.storage.maintenance import BackgroundRun, GroupRun
 from fsserver.storage.records import choose_labels
 from fsserver.storage.recovery import open_store
 from fsserver.storage.rows import Rows
@@ -33,6 +38,9 @@ from fsserver.storage.wal import RecoveryReport
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "LOCK"
+# Below this share of deleted items, Compact says a rebuild would not pay off (a whole new
+# graph for a few percent of memory) and returns at once, unless forced.
+MIN_COMPACT_SHARE = 0.05
 
 
 def lock_directory(directory: Path, wait_seconds: float = 0.0) -> int:
@@ -92,6 +100,9 @@ class LocalStore:
         # Replayed changes are durable in the WAL already; a save is not due for them.
         self._saved_version = self.index.version
         self._save_lock = threading.Lock()
+        self._saves = GroupRun[SaveResult]()
+        self._compactions = BackgroundRun[CompactResult]("compaction")
+        self._closing = threading.Event()
         self._checkpointing = threading.Event()
         release_free_memory()  # the snapshot's and the replay's temporary buffers
         self._calibrator = (
@@ -137,6 +148,12 @@ class LocalStore:
         renamed = self.index.rename(old, new)
         self._maybe_checkpoint()  # no vector changed: recall calibration has nothing new
         return renamed
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held while an Add stream is open, so recall is not measured under its batches."""
+        with self._calibrator.writing() if self._calibrator else nullcontext():
+            yield
 
     def _changed(self) -> None:
         if self._calibrator is not None:
@@ -217,27 +234,67 @@ class LocalStore:
     # ---- persistence -----------------------------------------------------------------
 
     def save(self) -> SaveResult:
-        """Compact first if enough is deleted, then write a snapshot and trim the WAL."""
-        with self._save_lock:  # one snapshot at a time; numbering stays sequential
+        """Write a snapshot and trim the WAL; past the deleted share, start a compaction in
+        the background (its graph goes into the next snapshot). Callers that arrive while
+        a snapshot is written share the next one (maintenance.py)."""
+        result, joined = self._saves.run(self._save_now)
+        return replace(result, joined=joined)
+
+    def _save_now(self) -> SaveResult:
+        with self._save_lock:  # close() waits for a snapshot being written
             index = self.index
             stored = index.count + index.deleted_count
-            if stored and index.deleted_count / stored >= self.options.compact_deleted_share:
-                self.compact()
+            share = index.deleted_count / stored if stored else 0.0
+            if share >= self.options.compact_deleted_share:
+                self._compactions.run(self._compact_now, wait=0)  # started, or running
             version = index.version
             result = save_snapshot(index, self.directory)
             self.snapshot, self._saved_version = result.snapshot, version
             return result
 
-    def compact(self) -> CompactResult:
+    def compact(self, force: bool = False, wait: float | None = None) -> CompactResult:
+        """Rebuild the graph without deleted items, unless too few are deleted to pay off
+        (`skipped` says so; `force` rebuilds anyway). A call made while a compaction runs
+        waits for it and shares its result (`joined`); after `wait` seconds (the caller's
+        deadline) it answers `running` instead, and the rebuild goes on."""
+        index = self.index
+        deleted, stored = index.deleted_count, index.count + index.deleted_count
+        if not (force or self._compactions.running) and 0 < deleted < MIN_COMPACT_SHARE * stored:
+            skipped = (
+                f"only {deleted} of {stored} stored items ({deleted / stored:.1%}) are deleted: "
+                f"rebuilding the whole graph pays off from {MIN_COMPACT_SHARE:.0%} (force "
+                "rebuilds anyway)"
+            )
+            return CompactResult(removed=0, count=index.count, seconds=0.0, skipped=skipped)
         started = time.perf_counter()
-        removed = self.index.compact()
+        result, joined = self._compactions.run(self._compact_now, wait)
+        if result is None:
+            seconds = time.perf_counter() - started
+            return CompactResult(0, index.count, seconds, joined=joined, running=True)
+        return replace(result, joined=joined)
+
+    def _compact_now(self) -> CompactResult:
+        started = time.perf_counter()
+        try:
+            done = self.index.compact(self._closing)
+        except Cancelled:
+            log.info("compaction given up: the store is closing")
+            raise
+        except Exception:  # logged here: a compaction started by a Save has no caller
+            log.exception("compaction failed; the deleted items stay until the next one")
+            raise
         release_free_memory()  # the rebuild's copy of every vector
         if self._calibrator is not None:
             self._calibrator.note_change()
         seconds = time.perf_counter() - started
-        if removed:
-            log.info("compacted: %d deleted items dropped in %.2fs", removed, seconds)
-        return CompactResult(removed=removed, count=self.index.count, seconds=seconds)
+        if done.removed:
+            log.info("compacted: %d deleted items dropped in %.2fs", done.removed, seconds)
+        return CompactResult(
+            removed=done.removed,
+            count=self.index.count,
+            seconds=seconds,
+            hold_seconds=done.hold_seconds,
+        )
 
     def stats(self) -> StoreStats:
         index, calibrator = self.index, self._calibrator
@@ -257,7 +314,10 @@ class LocalStore:
         )
 
     def close(self) -> None:
-        """Stop calibrating, close the WAL and release the directory."""
+        """Stop calibrating and compacting, close the WAL and release the directory."""
+        self._closing.set()
+        # Given up within a chunk of rows: a thread left inside Voyager at exit aborts it.
+        self._compactions.join()
         if self._calibrator is not None:
             self._calibrator.close()
         with self._save_lock:  # let a background checkpoint finish first

@@ -66,3 +66,9 @@ def validate_matrix(contract: EmbeddingContract, matrix: FloatArray) -> FloatArr
                 f"index stores E4M3 floats, which hold at most ±{E4M3_MAX:g}",
             )
     return matrix
+
+
+def require_label(label: str) -> None:
+    """People's calls name a person: an empty label is no one."""
+    if not label:
+        raise InvalidArgument("the label must not be empty: unlabelled items are no person")

@@ -251,16 +251,18 @@ class SaveRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class SaveResponse(_message.Message):
-    __slots__ = ("snapshot", "count", "bytes", "seconds")
+    __slots__ = ("snapshot", "count", "bytes", "seconds", "joined")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
     snapshot: str
     count: int
     bytes: int
     seconds: float
-    def __init__(self, snapshot: _Optional[str] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+    joined: bool
+    def __init__(self, snapshot: _Optional[str] = ..., count: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ..., joined: _Optional[bool] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ("collection",)
@@ -269,7 +271,7 @@ class StatsRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("count", "dim", "space", "storage", "model", "detector", "ef", "deleted", "threshold", "normalization", "snapshot", "wal_replayed", "wal_dropped", "wal_bytes", "embed_queue", "target_recall", "estimated_recall", "recall_measured_at", "decision", "people", "alignment", "collection", "memory_bytes")
+    __slots__ = ("count", "dim", "space", "storage", "model", "detector", "ef", "deleted", "threshold", "normalization", "snapshot", "wal_replayed", "wal_dropped", "wal_bytes", "embed_queue", "target_recall", "estimated_recall", "recall_measured_at", "decision", "people", "alignment", "collection", "memory_bytes", "process_rss_bytes")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
@@ -293,6 +295,7 @@ class StatsResponse(_message.Message):
     ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     count: int
     dim: int
     space: str
@@ -316,7 +319,8 @@ class StatsResponse(_message.Message):
     alignment: str
     collection: str
     memory_bytes: int
-    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., model: _Optional[str] = ..., detector: _Optional[str] = ..., ef: _Optional[int] = ..., deleted: _Optional[int] = ..., threshold: _Optional[float] = ..., normalization: _Optional[str] = ..., snapshot: _Optional[str] = ..., wal_replayed: _Optional[int] = ..., wal_dropped: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., embed_queue: _Optional[int] = ..., target_recall: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., recall_measured_at: _Optional[int] = ..., decision: _Optional[_Union[DecisionRule, _Mapping]] = ..., people: _Optional[int] = ..., alignment: _Optional[str] = ..., collection: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+    process_rss_bytes: int
+    def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., space: _Optional[str] = ..., storage: _Optional[str] = ..., model: _Optional[str] = ..., detector: _Optional[str] = ..., ef: _Optional[int] = ..., deleted: _Optional[int] = ..., threshold: _Optional[float] = ..., normalization: _Optional[str] = ..., snapshot: _Optional[str] = ..., wal_replayed: _Optional[int] = ..., wal_dropped: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., embed_queue: _Optional[int] = ..., target_recall: _Optional[float] = ..., estimated_recall: _Optional[float] = ..., recall_measured_at: _Optional[int] = ..., decision: _Optional[_Union[DecisionRule, _Mapping]] = ..., people: _Optional[int] = ..., alignment: _Optional[str] = ..., collection: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., process_rss_bytes: _Optional[int] = ...) -> None: ...
 
 class DecisionRule(_message.Message):
     __slots__ = ("source", "reason", "threshold", "margin", "pair_threshold", "person_threshold", "target_far", "estimated_far", "estimated_tar", "people", "items", "seconds")
@@ -347,20 +351,30 @@ class DecisionRule(_message.Message):
     def __init__(self, source: _Optional[str] = ..., reason: _Optional[str] = ..., threshold: _Optional[float] = ..., margin: _Optional[float] = ..., pair_threshold: _Optional[float] = ..., person_threshold: _Optional[float] = ..., target_far: _Optional[float] = ..., estimated_far: _Optional[float] = ..., estimated_tar: _Optional[float] = ..., people: _Optional[int] = ..., items: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class CompactRequest(_message.Message):
-    __slots__ = ("collection",)
+    __slots__ = ("force", "collection")
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    force: bool
     collection: str
-    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+    def __init__(self, force: _Optional[bool] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class CompactResponse(_message.Message):
-    __slots__ = ("removed", "count", "seconds")
+    __slots__ = ("removed", "count", "seconds", "skipped", "joined", "hold_seconds", "running")
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    JOINED_FIELD_NUMBER: _ClassVar[int]
+    HOLD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
     removed: int
     count: int
     seconds: float
-    def __init__(self, removed: _Optional[int] = ..., count: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+    skipped: str
+    joined: bool
+    hold_seconds: float
+    running: bool
+    def __init__(self, removed: _Optional[int] = ..., count: _Optional[int] = ..., seconds: _Optional[float] = ..., skipped: _Optional[str] = ..., joined: _Optional[bool] = ..., hold_seconds: _Optional[float] = ..., running: _Optional[bool] = ...) -> None: ...
 
 class Person(_message.Message):
     __slots__ = ("label", "count")

@@ -175,7 +175,9 @@ class FaceSearchServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Save(self, request, context):
-        """Writes a durable snapshot of the index into the server's data directory.
+        """Writes a durable snapshot of the index into the server's data directory,
+        covering every change acknowledged before the call. Calls that arrive while
+        a snapshot is being written share the next one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -190,8 +192,11 @@ class FaceSearchServicer:
 
     def Compact(self, request, context):
         """Rebuilds the index without deleted items, reclaiming their memory. Ids are
-        unchanged; queries, adds and deletes go on meanwhile. Save does it too once
-        the deleted share passes the server's --compact-deleted-share.
+        unchanged; queries, adds and deletes go on meanwhile, held only for the swap
+        of the new graph. A call made while a compaction runs waits for it and shares
+        its result; one that would reclaim little is skipped, saying why, unless
+        forced. Save starts one in the background once the deleted share passes the
+        server's --compact-deleted-share.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
