@@ -31,14 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fsserver.config import parse_config
 
     config = parse_config(arguments)
-    from fsserver.storage.heap import limit_malloc_arenas
+    from fsserver.storage.heap import tune_malloc
 
-    limit_malloc_arenas()  # before any thread starts: see heap.py
+    malloc = tune_malloc()  # before any thread starts: see heap.py
     try:
         logs.configure(config.log_level, config.log_format)
     except ValueError as error:
         print(f"fsserver: {error}", file=sys.stderr)
         return 2
+    logging.getLogger("fsserver").debug("malloc: %s", ", ".join(malloc) or "glibc defaults")
     try:
         from fsserver.api.server import FaceSearchServer
     except ImportError as error:
