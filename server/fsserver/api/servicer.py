@@ -161,7 +161,7 @@ class FaceSearchService:
                 with batch.lease:
                     if batch.collection.name not in written:
                         written.add(batch.collection.name)
-                        writing.enter_context(batch.collection.store.writing())
+                        writing.enter_context(batch.collection.writing())
                     results = batch.collection.adder.finish_add(batch.pending)
                 yield pb.AddResponse(results=[convert.add_result_to_pb(r) for r in results])
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -350,6 +350,10 @@ class Collection:
 
     def compact(self, force: bool = False, wait: float | None = None) -> CompactResult:
         return self.store.compact(force, wait)
+
+    def writing(self) -> AbstractContextManager[None]:
+        """Held while an Add stream writes here: recall is not measured under its batches."""
+        return self.store.writing()
 
     def info(self) -> CollectionInfo:
         """What ListCollections shows of it: its contract and size (read from stats)."""

@@ -283,9 +283,10 @@ class FaceIndex:
                     hold = max(hold, time.perf_counter() - held)
                 log.info(
                     "compaction: %d deleted items dropped, %d changes made during the rebuild "
-                    "carried over; writers held %.1f ms for the swap",
+                    "carried over in %.2fs; writers held %.1f ms for the swap",
                     dropped,
                     len(self._pending),
+                    time.perf_counter() - started,
                     hold * 1e3,
                 )
             finally:

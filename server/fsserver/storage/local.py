@@ -243,9 +243,7 @@ class LocalStore:
     def _save_now(self) -> SaveResult:
         with self._save_lock:  # close() waits for a snapshot being written
             index = self.index
-            stored = index.count + index.deleted_count
-            share = index.deleted_count / stored if stored else 0.0
-            if share >= self.options.compact_deleted_share:
+            if _deleted_share(index) >= self.options.compact_deleted_share:
                 self._compactions.run(self._compact_now, wait=0)  # started, or running
             version = index.version
             result = save_snapshot(index, self.directory)
@@ -258,10 +256,11 @@ class LocalStore:
         waits for it and shares its result (`joined`); after `wait` seconds (the caller's
         deadline) it answers `running` instead, and the rebuild goes on."""
         index = self.index
-        deleted, stored = index.deleted_count, index.count + index.deleted_count
-        if not (force or self._compactions.running) and 0 < deleted < MIN_COMPACT_SHARE * stored:
+        share = _deleted_share(index)
+        if not (force or self._compactions.running) and 0 < share < MIN_COMPACT_SHARE:
+            deleted, stored = index.deleted_count, index.count + index.deleted_count
             skipped = (
-                f"only {deleted} of {stored} stored items ({deleted / stored:.1%}) are deleted: "
+                f"only {deleted} of {stored} stored items ({share:.1%}) are deleted: "
                 f"rebuilding the whole graph pays off from {MIN_COMPACT_SHARE:.0%} (force "
                 "rebuilds anyway)"
             )
@@ -274,7 +273,7 @@ class LocalStore:
         return replace(result, joined=joined)
 
     def _compact_now(self) -> CompactResult:
-        started = time.perf_counter()
+        started = time.perf_counter()  # the index logs what it dropped and how long it held
         try:
             done = self.index.compact(self._closing)
         except Cancelled:
@@ -283,16 +282,13 @@ class LocalStore:
         except Exception:  # logged here: a compaction started by a Save has no caller
             log.exception("compaction failed; the deleted items stay until the next one")
             raise
-        release_free_memory()  # the rebuild's copy of every vector
+        release_free_memory()  # the old graph, and the rebuild's chunks of vectors
         if self._calibrator is not None:
             self._calibrator.note_change()
-        seconds = time.perf_counter() - started
-        if done.removed:
-            log.info("compacted: %d deleted items dropped in %.2fs", done.removed, seconds)
         return CompactResult(
             removed=done.removed,
             count=self.index.count,
-            seconds=seconds,
+            seconds=time.perf_counter() - started,
             hold_seconds=done.hold_seconds,
         )
 
@@ -329,3 +325,9 @@ class LocalStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
+
+
+def _deleted_share(index: FaceIndex) -> float:
+    """Deleted items over all the graph holds: what a compaction would reclaim."""
+    stored = index.count + index.deleted_count
+    return index.deleted_count / stored if stored else 0.0
