@@ -19,12 +19,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 # `make native` (opt-in; docs/development.md): dlib built here from its PyPI source against
 # OpenBLAS with -march=native, in place of dlib-bin's module: the same embeddings, 4-5x
-# faster. Installs the build packages with apt when missing (Debian, as root). The wheel is
-# kept in build/, so re-running after something reinstalled dlib-bin (a `pip install` of the
-# server extra: make test-ray, make bench) takes seconds. `make clean setup` goes back.
+# faster; and Voyager built from its source with -march=native (its wheel has no AVX):
+# about 1.4x faster to add and to query. Installs the build packages with apt when missing
+# (Debian, as root). The wheels are kept in build/, so re-running after something
+# reinstalled the PyPI wheels (a `pip install` of the server extra: make test-ray, make
+# bench) takes seconds. `make clean setup` goes back.
 DLIB_VERSION := 20.0.1
+VOYAGER_VERSION := 2.2.3
 NATIVE_APT := build-essential libopenblas-dev python3-dev
 NATIVE_WHEELS := build/dlib-native
+VOYAGER_WHEELS := build/voyager-native
 
 native: setup
 	dpkg -s $(NATIVE_APT) >/dev/null 2>&1 || { apt-get update && \
@@ -35,6 +39,10 @@ native: setup
 	$(PIP) uninstall --yes dlib-bin
 	$(PIP) install --no-deps --force-reinstall $(NATIVE_WHEELS)/dlib-$(DLIB_VERSION)-*.whl
 	$(PY) -c "import dlib; assert dlib.DLIB_USE_BLAS, 'dlib without BLAS'; print('dlib', dlib.__version__, 'BLAS', dlib.DLIB_USE_BLAS, 'from', dlib.__file__)"
+	ls $(VOYAGER_WHEELS)/voyager-$(VOYAGER_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CFLAGS="-march=native -O3" CXXFLAGS="-march=native -O3" \
+	  $(PIP) wheel --no-cache-dir --no-deps --no-binary voyager -w $(VOYAGER_WHEELS) voyager==$(VOYAGER_VERSION)
+	$(PIP) install --no-deps --force-reinstall $(VOYAGER_WHEELS)/voyager-$(VOYAGER_VERSION)-*.whl
 	$(PY) -m fsserver.faces.weights
 
 test: setup lint

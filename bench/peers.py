@@ -33,6 +33,7 @@ from bench.peers_clients import K, measure_qps, sweep
 from bench.peers_data import Dataset, Timed, exact_neighbours, load_template, recall_at_k
 from bench.peers_report import (
     choose_ef,
+    echo_line,
     floors,
     floors_table,
     markdown_report,
@@ -136,6 +137,32 @@ def measure(
     return result
 
 
+def measure_echo(queries: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    """The floor of any Python gRPC service here: a server that echoes a Query's bytes
+    (bench/echo.py, built as fsserver builds its grpc.Server), one call at a time and from
+    1 and from --clients processes. Neither floor of the issue is below what it reaches."""
+    from bench.echo import echo_server
+    from bench.peers_clients import Endpoint
+
+    result: dict[str, Any] = {"qps": {}}
+    try:
+        with echo_server() as address:
+            endpoint = Endpoint("echo", address, 0)
+            times, _ = sweep(endpoint, queries)
+            ms = np.asarray(times) * 1e3
+            result["p50_ms"] = float(np.percentile(ms, 50))
+            result["p99_ms"] = float(np.percentile(ms, 99))
+            for clients in (1, args.clients):
+                result["qps"][str(clients)] = measure_qps(endpoint, queries, clients, args.seconds)
+        say(
+            f"gRPC echo: p50 {result['p50_ms']:.3f} ms; "
+            + ", ".join(f"{c} client(s) {q:,.0f}/s" for c, q in result["qps"].items())
+        )
+    except Exception as error:  # the floor is context, not a system: its failure is a note
+        result["error"] = f"{type(error).__name__}: {error}"
+    return result
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -165,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = exact_neighbours(data.blocks(), queries, K)
     try:
         systems = [measure(name, data, queries, truth, args) for name in args.systems]
+        echo = measure_echo(queries, args)
     finally:
         if args.work_dir is None:
             shutil.rmtree(args.work, ignore_errors=True)
@@ -194,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "systems": systems,
         "floors": checks,
+        "grpc_echo": echo,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"{date}-peers" if args.n == DEFAULT_N else f"{date}-peers-n{args.n}"
@@ -202,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     print(results_table(systems, args.ef_list, TARGET_RECALL, args.clients))
     print()
     print(floors_table(checks))
+    print(echo_line(echo, args.clients))
     for r in systems:
         if r["error"]:
             print(f"{r['system']} failed: {r['error']}")

@@ -33,7 +33,7 @@ Search = Callable[[FloatArray], list[int]]  # one query vector -> its k nearest 
 class Endpoint:
     """Where and how to query one system at one ef (picklable: spawned clients get it)."""
 
-    system: str  # "facesearch", "pgvector" or "chroma"
+    system: str  # "facesearch", "pgvector", "chroma" or "echo" (the gRPC floor)
     address: str  # host:port (facesearch, chroma) or a libpq URI (pgvector)
     ef: int
     collection: str = ""  # chroma's collection name
@@ -89,6 +89,23 @@ def connect(endpoint: Endpoint) -> Iterator[Search]:
             return [int(i) for i in result["ids"][0]]
 
         yield search_chroma
+    elif endpoint.system == "echo":
+        from bench.echo import EchoClient
+        from fsproto.facesearch.v1 import facesearch_pb2 as pb
+
+        echo = EchoClient(endpoint.address)
+
+        # What facesearch's client sends for this query, echoed back unread: the round
+        # trip of the Python gRPC stack alone, on both sides, with no work in it.
+        def search_echo(vector: FloatArray) -> list[int]:
+            request = pb.QueryRequest(vector=pb.Vector(values=vector.tolist()), k=K)
+            echo.call(request.SerializeToString())
+            return []
+
+        try:
+            yield search_echo
+        finally:
+            echo.close()
     else:
         raise ValueError(f"unknown system {endpoint.system!r}")
 

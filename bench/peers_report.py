@@ -141,6 +141,23 @@ def floors_table(checks: Sequence[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def echo_line(echo: Mapping[str, Any], clients: int) -> str:
+    """The gRPC floor as one sentence (bench/peers.py measure_echo)."""
+    if echo.get("error") or "p50_ms" not in echo:
+        return f"gRPC echo floor: not measured ({echo.get('error', 'no result')})"
+    one, many = echo["qps"].get("1"), echo["qps"].get(str(clients))
+    return (
+        "gRPC echo floor (a Python grpc server that returns a Query's bytes unread, called by "
+        f"a Python grpc client): p50 {echo['p50_ms']:.3f} ms, p99 {echo['p99_ms']:.3f} ms; "
+        f"QPS 1 client {_fmt(one, 0)}, {clients} clients {_fmt(many, 0)} "
+        f"({_fmt(scaling_of(one, many))} times)"
+    )
+
+
+def scaling_of(one: float | None, many: float | None) -> float | None:
+    return many / one if one and many is not None else None
+
+
 def markdown_report(doc: Mapping[str, Any]) -> str:
     """The whole .md: parameters, machine, the results table, the floors, each system's notes."""
     p = doc["parameters"]
@@ -159,6 +176,7 @@ def markdown_report(doc: Mapping[str, Any]) -> str:
         "",
         floors_table(doc["floors"]),
         "",
+        *([echo_line(doc["grpc_echo"], p["clients"]), ""] if "grpc_echo" in doc else []),
         "## Notes",
         "",
     ]

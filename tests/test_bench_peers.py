@@ -26,6 +26,7 @@ from bench.peers_data import (  # noqa: E402
 )
 from bench.peers_report import (  # noqa: E402
     choose_ef,
+    echo_line,
     floors,
     markdown_report,
     results_table,
@@ -131,3 +132,18 @@ def test_row_of_maps_ids_back_and_misses_unknown_ones() -> None:
     assert RowOf()([5, 1]) == [5, 1]
     truth = np.array([[0, 1], [2, 1]])
     assert recall_at_k([[0, 5], [1, 2]], truth) == 0.75
+
+
+def test_the_echo_floor_is_measured_through_a_real_echo_server() -> None:
+    from bench.echo import echo_server
+    from bench.peers_clients import Endpoint, sweep
+
+    queries = np.random.default_rng(0).normal(size=(60, 128)).astype(np.float32)
+    with echo_server() as address:
+        times, found = sweep(Endpoint("echo", address, 0), queries)
+    assert len(times) == 60 and all(t > 0 for t in times)
+    assert found == [[]] * 60
+    line = echo_line({"p50_ms": 0.41, "p99_ms": 0.9, "qps": {"1": 2400.0, "4": 3300.0}}, 4)
+    assert "p50 0.410 ms" in line and "1 client 2,400" in line and "4 clients 3,300" in line
+    assert "(1.38 times)" in line
+    assert "not measured (OSError: no port)" in echo_line({"error": "OSError: no port"}, 4)

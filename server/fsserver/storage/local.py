@@ -25,6 +25,7 @@ from fsserver.contract import EmbeddingContract
 from fsserver.errors import FailedPrecondition, ServiceError
 from fsserver.storage.backend import Hits, StoreOptions, StoreStats
 from fsserver.storage.calibration import RecallCalibrator
+from fsserver.storage.coalesce import Coalescer
 from fsserver.storage.compaction import Cancelled
 from fsserver.storage.heap import release_free_memory
 from fsserver.storage.index import FaceIndex, IdArray
@@ -41,6 +42,10 @@ LOCK_FILE = "LOCK"
 # Below this share of deleted items, Compact says a rebuild would not pay off (a whole new
 # graph for a few percent of memory) and returns at once, unless forced.
 MIN_COMPACT_SHARE = 0.05
+# Searches of up to this many rows (a vector, an id, a photo's faces) are coalesced with
+# others arriving at the same time (coalesce.py); bigger ones (QueryBatch) go alone.
+COALESCED_ROWS = 8
+SearchKey = tuple[int, int | None, bool]  # what rows must share to share a search: k, ef, metadata
 
 
 def lock_directory(directory: Path, wait_seconds: float = 0.0) -> int:
@@ -102,6 +107,7 @@ class LocalStore:
         self._save_lock = threading.Lock()
         self._saves = GroupRun[SaveResult]()
         self._compactions = BackgroundRun[CompactResult]("compaction")
+        self._coalescer = Coalescer[SearchKey, Hits](self._search_key, _split_hits)
         self._closing = threading.Event()
         self._checkpointing = threading.Event()
         release_free_memory()  # the snapshot's and the replay's temporary buffers
@@ -192,6 +198,17 @@ class LocalStore:
         ef: int | None = None,
         exact: bool = False,
         with_metadata: bool = False,
+    ) -> Hits:
+        if exact or len(vectors) > COALESCED_ROWS:
+            return self._search_now(vectors, k, ef, exact, with_metadata)
+        return self._coalescer.search((k, ef, with_metadata), vectors)
+
+    def _search_key(self, key: SearchKey, vectors: FloatArray) -> Hits:
+        k, ef, with_metadata = key
+        return self._search_now(vectors, k, ef, False, with_metadata)
+
+    def _search_now(
+        self, vectors: FloatArray, k: int, ef: int | None, exact: bool, with_metadata: bool
     ) -> Hits:
         index = self.index
         ids, distances = index.search(vectors, k, ef, exact)
@@ -331,3 +348,16 @@ def _deleted_share(index: FaceIndex) -> float:
     """Deleted items over all the graph holds: what a compaction would reclaim."""
     stored = index.count + index.deleted_count
     return index.deleted_count / stored if stored else 0.0
+
+
+def _split_hits(hits: Hits, parts: list[slice]) -> list[Hits]:
+    """A coalesced search's answer, cut into each caller's rows."""
+    return [
+        Hits(
+            ids=hits.ids[part],
+            distances=hits.distances[part],
+            labels=hits.labels[part],
+            metadata=hits.metadata[part] if hits.metadata is not None else None,
+        )
+        for part in parts
+    ]

@@ -21,7 +21,11 @@ def validate_vector(contract: EmbeddingContract, vector: FloatArray) -> FloatArr
     Everything Voyager would refuse or mangle is refused here, before the WAL sees it:
     a logged change must always replay.
     """
-    array = np.array(vector, dtype=np.float32).ravel()  # a copy: Voyager needs writable
+    # Voyager reads only writable float32; an array that already is one is used as it is
+    # (Voyager copies what it stores or searches), anything else is copied once.
+    array = np.asarray(vector, dtype=np.float32).ravel()
+    if not array.flags.writeable:
+        array = array.copy()
     if array.size != contract.dim:
         raise InvalidArgument(
             f"vector has dimension {array.size}, this index holds dimension {contract.dim}"
