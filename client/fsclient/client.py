@@ -213,7 +213,7 @@ class FaceSearchClient:
         requests = (_address(request, self.collection_name) for request in requests)
         try:
             for response in self._stub.Add(requests, timeout=self.timeout, metadata=self._metadata):
-                yield [convert.add_result_from_pb(r) for r in response.results]
+                yield convert.add_response_from_pb(response)
         except grpc.RpcError as error:
             raise FaceSearchError.from_rpc_error(error, self.target, self._security) from None
 
@@ -296,6 +296,7 @@ class FaceSearchClient:
         requests = (
             pb.AddRequest(
                 vector_model=vector_model,
+                packed_answers=True,
                 rows=convert.vector_rows_to_pb(
                     VectorRows(
                         matrix[start : start + batch_size],

@@ -35,6 +35,7 @@ from fsclient.types import (
     Page,
     Person,
     QueryResult,
+    RowOutcomes,
     SaveResult,
     Stats,
     VectorRows,
@@ -156,6 +157,26 @@ def add_result_to_pb(result: AddResult) -> pb.AddResult:
     if result.face is not None:
         message.face.CopyFrom(face_to_pb(result.face))
     return message
+
+
+def add_response_to_pb(items: list[AddResult], rows: RowOutcomes | None) -> pb.AddResponse:
+    """The items' results one message each; the rows' packed (AddRequest.packed_answers)."""
+    message = pb.AddResponse(results=[add_result_to_pb(r) for r in items])
+    if rows is not None:
+        message.row_ids.extend(rows.ids)
+        for position, error in rows.errors.items():
+            answer = message.row_errors[position]
+            answer.code, answer.message = error.code, error.message
+    return message
+
+
+def add_response_from_pb(message: pb.AddResponse) -> list[AddResult]:
+    """Every result of an AddResponse in request order, packed rows unpacked."""
+    results = [add_result_from_pb(r) for r in message.results]
+    if message.row_ids:
+        errors = {p: ItemError(e.code, e.message) for p, e in message.row_errors.items()}
+        results += RowOutcomes(list(message.row_ids), errors).results()
+    return results
 
 
 def add_result_from_pb(message: pb.AddResult) -> AddResult:

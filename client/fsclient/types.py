@@ -118,6 +118,23 @@ class ItemError:
 
 
 @dataclass(frozen=True)
+class RowOutcomes:
+    """What became of a batch's packed rows, compactly: the id each was stored under (0
+    when refused) and each refused row's error by its position (AddResponse.row_ids)."""
+
+    ids: list[int]
+    errors: dict[int, ItemError]
+
+    def results(self) -> list[AddResult]:
+        """One AddResult per row, as the unpacked answer gives them."""
+        errors = self.errors
+        return [
+            AddResult(id=None, error=errors[i]) if i in errors else AddResult(id=id)
+            for i, id in enumerate(self.ids)
+        ]
+
+
+@dataclass(frozen=True)
 class AddResult:
     """The outcome of one enrolled item: its id, or its error."""
 

@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
-from fsclient import AddItem
+from fsclient import AddItem, convert
 from fsproto.facesearch.v1 import facesearch_pb2 as pb
 from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
 from support import RunningServer
@@ -104,3 +104,42 @@ def test_a_rows_batch_over_the_limit_is_resource_exhausted(
         with pytest.raises(grpc.RpcError) as error:
             list(stub.Add(iter([rows_request(np.ones((11, DIM)))])))
         assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_packed_answers_say_what_one_result_per_row_says(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """AddRequest.packed_answers: the same outcomes, as ids and errors by position."""
+    vectors = np.ones((6, DIM), np.float32) * np.arange(1, 7, dtype=np.float32)[:, None]
+    vectors[2, 0] = np.nan
+    answers = {}
+    for packed in (False, True):
+        server = start_server(dim=DIM, model="")
+        with grpc.insecure_channel(server.address) as channel:
+            request = rows_request(vectors, ids=[7, 8, 9, 7, 10, 11])
+            request.items.append(pb.AddItem(vector=pb.Vector(values=[0.5] * DIM), label="item"))
+            request.packed_answers = packed
+            (answers[packed],) = pb_grpc.FaceSearchStub(channel).Add(iter([request]))
+    unpacked, packed_answer = answers[False], answers[True]
+    assert len(unpacked.results) == 7 and not unpacked.row_ids and not unpacked.row_errors
+    # The item keeps its message; the rows are ids, 0 where refused, and errors by position.
+    assert len(packed_answer.results) == 1 and packed_answer.results[0].id == 0
+    assert list(packed_answer.row_ids) == [7, 8, 0, 0, 10, 11]
+    assert sorted(packed_answer.row_errors) == [2, 3]
+    assert "NaN" in packed_answer.row_errors[2].message
+    assert convert.add_response_from_pb(packed_answer) == convert.add_response_from_pb(unpacked)
+
+
+def test_the_client_asks_for_packed_answers_and_unpacks_them(
+    vector_server: RunningServer,
+) -> None:
+    vectors = np.random.default_rng(3).normal(size=(2500, DIM)).astype(np.float32)
+    vectors[1700, 5] = np.inf
+    with vector_server.client() as client:
+        batches = list(client.add_vector_batches(vectors, batch_size=1000))
+    assert [len(b) for b in batches] == [1000, 1000, 500]
+    results = [r for b in batches for r in b]
+    assert [r.id for r in results[:1700]] == list(range(1700))
+    assert results[1700].id is None and results[1700].error is not None
+    assert "NaN or Inf" in results[1700].error.message
+    assert [r.id for r in results[1701:]] == list(range(1700, 2499))

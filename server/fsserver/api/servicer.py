@@ -123,6 +123,7 @@ class _AddBatch:
     collection: Collection
     pending: PendingAdd
     lease: ExitStack
+    packed: bool  # AddRequest.packed_answers
 
     def discard(self) -> None:
         self.pending.abandon()
@@ -162,8 +163,10 @@ class FaceSearchService:
                     if batch.collection.name not in written:
                         written.add(batch.collection.name)
                         writing.enter_context(batch.collection.writing())
-                    results = batch.collection.adder.finish_add(batch.pending)
-                yield pb.AddResponse(results=[convert.add_result_to_pb(r) for r in results])
+                    items, rows = batch.collection.adder.finish_add(batch.pending)
+                if rows is not None and not batch.packed:
+                    items, rows = items + rows.results(), None
+                yield convert.add_response_to_pb(items, rows)
 
     def _begin_add(self, request: Any, context: grpc.ServicerContext) -> _AddBatch:
         request = _parsed(request)
@@ -181,7 +184,7 @@ class FaceSearchService:
         except BaseException:
             lease.close()
             raise
-        return _AddBatch(collection, pending, lease)
+        return _AddBatch(collection, pending, lease, request.packed_answers)
 
     @_per_collection
     def Query(

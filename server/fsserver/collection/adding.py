@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fsclient.types import AddItem, AddResult, FloatArray, ItemError, VectorRows
+from fsclient.types import AddItem, AddResult, FloatArray, ItemError, RowOutcomes, VectorRows
 from fsserver.admission import Alive, always_alive
 from fsserver.collection.pipeline import CheckedRows, PendingAdd
 from fsserver.errors import (
@@ -54,7 +54,8 @@ class Adder:
         When this returns, the stored items are in the WAL, fsynced. If the client goes away
         while the batch's images are embedded, nothing of it is stored (Cancelled).
         """
-        return self.finish_add(self.begin_add(items, vector_model, alive))
+        items_done, rows_done = self.finish_add(self.begin_add(items, vector_model, alive))
+        return items_done + (rows_done.results() if rows_done else [])
 
     def begin_add(
         self,
@@ -97,8 +98,9 @@ class Adder:
             return None  # refused again, as its own error, when the batch is stored
         return pool.submit(item.image)
 
-    def finish_add(self, pending: PendingAdd) -> list[AddResult]:
-        """Wait for the batch's images and store it (see add)."""
+    def finish_add(self, pending: PendingAdd) -> tuple[list[AddResult], RowOutcomes | None]:
+        """Wait for the batch's images and store it (see add): the items' results, and
+        what became of its packed rows (None without rows)."""
         store = self._collection.store
         items = pending.items
         try:
@@ -136,10 +138,9 @@ class Adder:
             else:
                 face = subject.face if subject else None
                 results[slot] = AddResult(id=stored, face=face, faces_found=faces_found)
-        if pending.rows is not None:
-            results += self._store_rows(pending.rows)
+        packed = self._store_rows(pending.rows) if pending.rows is not None else None
         self._collection.people.gallery_changed()
-        return results
+        return results, packed
 
     def _check_rows(self, rows: VectorRows) -> CheckedRows:
         """Shape packed rows by the index's dim and check each; a malformed block as a whole
@@ -186,18 +187,20 @@ class Adder:
         kept = [p for p in range(total) if p not in errors]
         return CheckedRows(checked.take(kept), kept, errors, total)
 
-    def _store_rows(self, rows: CheckedRows) -> list[AddResult]:
-        results = [AddResult(id=None)] * rows.total  # every slot is filled below
-        for position, error in rows.errors.items():
-            results[position] = AddResult(id=None, error=error)
+    def _store_rows(self, rows: CheckedRows) -> RowOutcomes:
+        """Packed rows stay packed: an id per row (0 when refused) and the errors by
+        position, with no per-row object (a bulk load's 1000-row batch would otherwise
+        build and convert 1000 results)."""
+        ids = [0] * rows.total
+        errors = dict(rows.errors)
         if rows.positions:
             stored = self._collection.store.add_rows(rows.rows)
             for position, outcome in zip(rows.positions, stored, strict=True):
                 if isinstance(outcome, ServiceError):
-                    results[position] = AddResult(id=None, error=item_error(outcome))
+                    errors[position] = item_error(outcome)
                 else:
-                    results[position] = AddResult(id=outcome)
-        return results
+                    ids[position] = outcome
+        return RowOutcomes(ids, errors)
 
     def _prepare(
         self, pending: PendingAdd

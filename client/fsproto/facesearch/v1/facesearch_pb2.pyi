@@ -73,16 +73,18 @@ class AddItem(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., vector: _Optional[_Union[Vector, _Mapping]] = ..., label: _Optional[str] = ..., id: _Optional[int] = ..., metadata: _Optional[str] = ...) -> None: ...
 
 class AddRequest(_message.Message):
-    __slots__ = ("items", "vector_model", "rows", "collection")
+    __slots__ = ("items", "vector_model", "rows", "packed_answers", "collection")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MODEL_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    PACKED_ANSWERS_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[AddItem]
     vector_model: str
     rows: VectorRows
+    packed_answers: bool
     collection: str
-    def __init__(self, items: _Optional[_Iterable[_Union[AddItem, _Mapping]]] = ..., vector_model: _Optional[str] = ..., rows: _Optional[_Union[VectorRows, _Mapping]] = ..., collection: _Optional[str] = ...) -> None: ...
+    def __init__(self, items: _Optional[_Iterable[_Union[AddItem, _Mapping]]] = ..., vector_model: _Optional[str] = ..., rows: _Optional[_Union[VectorRows, _Mapping]] = ..., packed_answers: _Optional[bool] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class VectorRows(_message.Message):
     __slots__ = ("vectors", "dim", "labels", "ids", "metadata")
@@ -111,10 +113,21 @@ class AddResult(_message.Message):
     def __init__(self, id: _Optional[int] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ..., face: _Optional[_Union[Face, _Mapping]] = ..., faces_found: _Optional[int] = ...) -> None: ...
 
 class AddResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "row_ids", "row_errors")
+    class RowErrorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: ItemError
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    ROW_IDS_FIELD_NUMBER: _ClassVar[int]
+    ROW_ERRORS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[AddResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[AddResult, _Mapping]]] = ...) -> None: ...
+    row_ids: _containers.RepeatedScalarFieldContainer[int]
+    row_errors: _containers.MessageMap[int, ItemError]
+    def __init__(self, results: _Optional[_Iterable[_Union[AddResult, _Mapping]]] = ..., row_ids: _Optional[_Iterable[int]] = ..., row_errors: _Optional[_Mapping[int, ItemError]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ("image", "vector", "id", "k", "ef", "vector_model", "exact", "threshold", "collection")
