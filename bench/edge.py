@@ -27,11 +27,18 @@ PAYLOAD = b"x" * 560  # a QueryRequest of 128 floats is 530-560 bytes
 SYNC_SERVER = """
 import grpc, sys, time
 from concurrent import futures
-spin = float(sys.argv[2]) / 1e6
+def work(n):
+    x = 0
+    for i in range(n):
+        x += i
+    return x
+# A fixed amount of Python per call (not a wall-clock spin, which would burn more CPU the
+# more processes wait for a core): as many loop steps as take --work µs here, alone.
+started = time.perf_counter()
+work(200_000)
+steps = int(200_000 * float(sys.argv[2]) / 1e6 / (time.perf_counter() - started))
 def echo(request, context):
-    until = time.perf_counter() + spin
-    while time.perf_counter() < until:
-        pass
+    work(steps)
     return request
 server = grpc.server(futures.ThreadPoolExecutor(8), options=[("grpc.so_reuseport", 1)])
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(

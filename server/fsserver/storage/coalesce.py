@@ -6,8 +6,13 @@ the first caller to find no search running leads: it searches its own rows at on
 client waits for nobody). Callers arriving while a search runs queue; when it ends, the
 first of them is promoted and searches the whole queue in one multi-row call, which
 Voyager spreads over all cores, and hands each caller its own rows of the answer. The batch
-thus grows with the load by itself (while one batch searches, the next gathers), and no
-caller waits longer than the search before its own.
+thus grows with the load by itself (while one batch searches, the next gathers); a caller
+waits for the search running when it came, and for the batches queued before its own.
+
+Measured (docs/benchmarks.md): the leader holds the GIL through its search, so under plain
+load other handler threads seldom reach the queue meanwhile; batches form when callers are
+held up together, behind the index's write lock (a delete, a resize, a compaction's swap).
+Making the leader yield first formed batches but cost a lone client more than it saved.
 
 Only rows that would be searched with the same settings share a call: the key (k, ef,
 whether metadata is wanted) splits a queue into one call per key. A call that raises fails
@@ -67,7 +72,7 @@ class Coalescer(Generic[Key, Answer]):
         self._lock = threading.Lock()
         self._queue: list[_Ticket[Key, Answer]] = []
         self._leading = False
-        self.calls = 0  # shared calls made, and the rows they held (for Stats and tests)
+        self.calls = 0  # search calls made, and the rows they held (tests, benchmarks)
         self.rows = 0
 
     def search(self, key: Key, rows: FloatArray) -> Answer:
