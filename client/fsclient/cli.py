@@ -7,13 +7,14 @@ Parsing and I/O live here; every line of text comes from the pure formatters in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import sys
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import numpy as np
@@ -346,5 +347,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> NoReturn:
+    """The `fsclient` command: main(), then leave without Python's interpreter shutdown.
+
+    grpc's C core can deadlock in that shutdown after a failed call (seen in CI: the error
+    line printed, then the process hung until killed; grpc/grpc#29560 and #5084 are of the
+    kind), and a command line tool has nothing left to clean up once its output is out.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
