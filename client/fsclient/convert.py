@@ -148,10 +148,18 @@ def vector_rows_from_pb(message: pb.VectorRows) -> VectorRows:
     )
 
 
+def item_error_to_pb(error: ItemError) -> pb.ItemError:
+    return pb.ItemError(code=error.code, message=error.message)
+
+
+def item_error_from_pb(message: pb.ItemError) -> ItemError:
+    return ItemError(message.code, message.message)
+
+
 def add_result_to_pb(result: AddResult) -> pb.AddResult:
     message = pb.AddResult(faces_found=result.faces_found)
     if result.error is not None:
-        message.error.CopyFrom(pb.ItemError(code=result.error.code, message=result.error.message))
+        message.error.CopyFrom(item_error_to_pb(result.error))
     elif result.id is not None:
         message.id = result.id
     if result.face is not None:
@@ -165,8 +173,7 @@ def add_response_to_pb(items: list[AddResult], rows: RowOutcomes | None) -> pb.A
     if rows is not None:
         message.row_ids.extend(rows.ids)
         for position, error in rows.errors.items():
-            answer = message.row_errors[position]
-            answer.code, answer.message = error.code, error.message
+            message.row_errors[position].CopyFrom(item_error_to_pb(error))
     return message
 
 
@@ -174,7 +181,7 @@ def add_response_from_pb(message: pb.AddResponse) -> list[AddResult]:
     """Every result of an AddResponse in request order, packed rows unpacked."""
     results = [add_result_from_pb(r) for r in message.results]
     if message.row_ids:
-        errors = {p: ItemError(e.code, e.message) for p, e in message.row_errors.items()}
+        errors = {p: item_error_from_pb(e) for p, e in message.row_errors.items()}
         results += RowOutcomes(list(message.row_ids), errors).results()
     return results
 
@@ -183,7 +190,7 @@ def add_result_from_pb(message: pb.AddResult) -> AddResult:
     outcome = message.WhichOneof("outcome")
     return AddResult(
         id=message.id if outcome == "id" else None,
-        error=ItemError(message.error.code, message.error.message) if outcome == "error" else None,
+        error=item_error_from_pb(message.error) if outcome == "error" else None,
         face=face_from_pb(message.face) if message.HasField("face") else None,
         faces_found=message.faces_found,
     )
