@@ -50,6 +50,7 @@ SECTIONS = [
     Section("3", "batch query", "bench.latency", "run_batch_query"),
     Section("4", "recall", "bench.recall", "run"),
     Section("9", "concurrency", "bench.concurrency", "run"),
+    Section("13", "http", "bench.http_edge", "run"),
     Section("6", "face query", "bench.faces", "run_face_query"),
     Section("10", "milvus lite", "bench.milvus", "run"),
     Section("5", "image enrollment", "bench.faces", "run_enrollment"),

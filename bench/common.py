@@ -70,6 +70,7 @@ class ServerProcess:
     process: subprocess.Popen[str]
     address: str
     started_seconds: float  # from launch to its "serving on" line (health SERVING)
+    http_url: str | None = None  # its HTTP edge, when started with http=True
 
     @property
     def pid(self) -> int:
@@ -77,11 +78,18 @@ class ServerProcess:
 
 
 @contextmanager
-def fsserver(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    """A real `python -m fsserver ARGS` on 127.0.0.1:0, stopped with SIGTERM afterwards."""
+def fsserver(
+    *args: str, env: dict[str, str] | None = None, http: bool = False
+) -> Iterator[ServerProcess]:
+    """A real `python -m fsserver ARGS` on 127.0.0.1:0, stopped with SIGTERM afterwards;
+    with `http`, its HTTP edge on another free port (off otherwise, as in earlier runs)."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "fsserver", "--listen", "127.0.0.1:0", *args],
+        [
+            *(sys.executable, "-m", "fsserver", "--listen", "127.0.0.1:0"),
+            *("--http", "127.0.0.1:0" if http else "off"),
+            *args,
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
@@ -92,6 +100,8 @@ def fsserver(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerPr
         process.kill()
         raise RuntimeError(f"fsserver {' '.join(args)} did not start: {line!r}")
     server = ServerProcess(process, line.rsplit(" ", 1)[-1].strip(), time.perf_counter() - started)
+    if http:  # "fsserver: HTTP on URL (the web page: URL/)"
+        server.http_url = process.stdout.readline().split()[3]
     try:
         yield server
     finally:

@@ -44,7 +44,9 @@ def restart_big(ctx: Context) -> tuple[ServerProcess, SaveResult]:
     old.process.send_signal(signal.SIGTERM)  # its data dir is locked until it exits
     old.process.wait(timeout=600)
     data_dir = str(ctx.shared["data_dir"])
-    server = ctx.shared["exit_stack"].enter_context(fsserver("--data-dir", data_dir, *QUIET))
+    server = ctx.shared["exit_stack"].enter_context(
+        fsserver("--data-dir", data_dir, *QUIET, http=True)
+    )
     ctx.shared["server"] = server
     say(f"big server restarted: SERVING after {server.started_seconds:.1f} s")
     return server, saved

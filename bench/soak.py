@@ -61,7 +61,7 @@ class Server:
 
     def start(self) -> ServerProcess:
         started = time.perf_counter()
-        command = [sys.executable, "-m", "fsserver", "--listen", "127.0.0.1:0"]
+        command = [sys.executable, "-m", "fsserver", "--listen", "127.0.0.1:0", "--http", "off"]
         command += ["--dim", str(DIM), "--data-dir", str(self.data_dir)]
         with self.log.open("a") as log:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)

@@ -153,7 +153,9 @@ def build_inprocess(vectors: FloatArray, batch: int | None = None) -> tuple[voya
 
 def run(ctx: Context) -> list[Row]:
     data_dir = ctx.work_dir / "big"
-    server = ctx.shared["exit_stack"].enter_context(fsserver("--data-dir", str(data_dir), *QUIET))
+    server = ctx.shared["exit_stack"].enter_context(
+        fsserver("--data-dir", str(data_dir), *QUIET, http=True)
+    )
     ctx.shared.update(server=server, data_dir=data_dir, faces=[], probe=None)
     ctx.shared.update(real_embeddings=np.zeros((0, ctx.dim), np.float32))
     ctx.shared.update(real_ids=np.zeros(0, np.uint64))

@@ -23,6 +23,8 @@ from fsserver.config import Config
 from fsserver.faces.embedder import DeepFaceEmbedder, Embedder
 from support import Gallery, RunningServer, launch_server
 
+# Servers the tests start as processes serve HTTP on a free port, not on fsserver's 8000.
+os.environ.setdefault("FSSERVER_HTTP", "127.0.0.1:0")
 REPO = Path(__file__).resolve().parent.parent
 FACES_DIR = Path(os.environ.get("FACESEARCH_FACES") or REPO.parent / "shared" / "faces")
 
@@ -122,7 +124,9 @@ def gallery(
         half = (len(files) + 1) // 2
         enrolled.update(dict.fromkeys(files[:half], person))
         probes.update(dict.fromkeys(files[half:], person))
-    config = Config(listen="127.0.0.1:0", data_dir=tmp_path_factory.mktemp("gallery"))
+    config = Config(
+        listen="127.0.0.1:0", data_dir=tmp_path_factory.mktemp("gallery"), http="127.0.0.1:0"
+    )
     running = _start(config, dlib_embedder)
     with running.client() as client:
         files = sorted(enrolled)

@@ -21,6 +21,13 @@ class RunningServer:
     def address(self) -> str:
         return self.server.address
 
+    @property
+    def http_url(self) -> str:
+        """http://host:port of the server's HTTP edge (start it with http="127.0.0.1:0")."""
+        url = self.server.http_url
+        assert url is not None, "this server was started without HTTP"
+        return url
+
     def client(self, **options: Any) -> FaceSearchClient:
         return FaceSearchClient(self.address, **options)
 

@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, request_stop)
     # Printed on stdout for scripts (and `make demo`) that start the server on port 0.
     print(f"fsserver: serving on {server.address}", flush=True)
+    if server.http_url is not None:
+        print(f"fsserver: HTTP on {server.http_url} (the web page: {server.http_url}/)", flush=True)
     stop_requested.wait()
     server.stop(grace=config.shutdown_grace)
     return 0

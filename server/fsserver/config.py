@@ -20,6 +20,8 @@ DEFAULT_MODEL = "Dlib"
 DEFAULT_DETECTOR = "dlib"
 # Face-model worker processes: one per core (detection is single-threaded), at most 8, as
 # each holds its own copy of the model (about 200 MB for Dlib).
+# `fsserver` serves HTTP here unless told otherwise; a Config made in code serves none.
+DEFAULT_HTTP = "127.0.0.1:8000"
 DEFAULT_EMBED_WORKERS = min(
     len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8
 )
@@ -80,6 +82,11 @@ class Config:
     log_format: str = "text"
     # host:port serving Prometheus metrics over HTTP at /metrics; "" (the default): off.
     metrics_listen: str = ""
+    # host:port of the HTTP edge (JSON API, CompreFace routes, the web page); "": off.
+    http: str = ""
+    api_keys: Path | None = None  # "KEY COLLECTION" lines: CompreFace's x-api-key → collection
+    http_compreface_open: bool = False  # no api_keys: CompreFace routes, every key "default"
+    thumbnails: bool = True  # keep a small JPEG of each enrolled face
     # On SIGTERM/SIGINT: seconds in-flight calls get to finish before they are cancelled.
     shutdown_grace: float = 10.0
     # TLS: both or neither of cert and key (PEM files); a client CA makes clients present a
@@ -168,6 +175,11 @@ def _metrics_listen(text: str) -> str:
     if text and not (sep and port.isdigit() and int(port) < 65536):
         raise argparse.ArgumentTypeError(f"wants HOST:PORT, not {text!r}")
     return text
+
+
+def _http(text: str) -> str:
+    """HOST:PORT, or "off" (or "") for no HTTP."""
+    return "" if text in ("", "off") else _metrics_listen(text)
 
 
 def _env(name: str) -> str | None:
@@ -293,6 +305,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics over HTTP at http://HOST:PORT/metrics (default: off)",
     )
     p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        type=_http,
+        default=DEFAULT_HTTP,
+        help=f"serve the HTTP/JSON API, the CompreFace-compatible routes and the web page "
+        f"here (default {DEFAULT_HTTP}; off: none; port 0: any)",
+    )
+    p.add_argument(
+        "--api-keys",
+        type=Path,
+        metavar="FILE",
+        help="CompreFace-compatible routes: one 'KEY COLLECTION' pair a line; a request's "
+        "x-api-key picks its collection (created as a face collection if missing)",
+    )
+    p.add_argument(
+        "--http-compreface-open",
+        action="store_true",
+        default=d.http_compreface_open,
+        help="without --api-keys, serve the CompreFace routes with every key meaning the "
+        "default collection (for trying it out on 127.0.0.1)",
+    )
+    p.add_argument(
+        "--no-thumbnails",
+        dest="thumbnails",
+        action="store_false",
+        default=d.thumbnails,
+        help="do not keep a small JPEG crop of each enrolled face",
+    )
+    p.add_argument(
         "--shutdown-grace",
         type=_non_negative_float,
         default=d.shutdown_grace,
@@ -353,7 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Environment variables become defaults, so an explicit flag still wins.
     for action in p._actions:
-        if action.dest != "help" and (value := _env(action.dest)) is not None:
+        if action.dest == "help":
+            continue
+        if action.nargs == 0:  # a switch: named as the flag, FSSERVER_NO_THUMBNAILS=1
+            flag = action.option_strings[0].lstrip("-").replace("-", "_")
+            if (value := _env(flag)) is not None:
+                on = value.strip().lower() in ("1", "true", "yes", "on")
+                action.default = action.const if on else action.default
+        elif (value := _env(action.dest)) is not None:
             action.default = action.type(value) if callable(action.type) else value
     return p
 

@@ -73,6 +73,17 @@ class FaceSearchServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {config.listen}: the address is in use or invalid")
         self._stopped = threading.Event()
+        # The HTTP edge (fsserver/http/), on its own thread; fastapi is imported only here.
+        self.http = None
+        if config.http:
+            from fsserver.http.serving import HttpServer
+
+            self.http = HttpServer(self.catalog, config)
+
+    @property
+    def http_url(self) -> str | None:
+        """http(s)://host:port of the HTTP edge; None without --http."""
+        return self.http.url if self.http is not None else None
 
     @property
     def address(self) -> str:
@@ -99,6 +110,8 @@ class FaceSearchServer:
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.observability.start()
         self._server.start()
+        if self.http is not None:
+            self.http.start()
         log.info("listening on %s (loading)", self.address)
 
     def load(self) -> None:
@@ -106,6 +119,8 @@ class FaceSearchServer:
             self.catalog.open()
         except BaseException:
             self._server.stop(None)
+            if self.http is not None:
+                self.http.stop(0.0)
             self.observability.stop()
             self.catalog.close()
             raise
@@ -134,6 +149,10 @@ class FaceSearchServer:
         self._health.enter_graceful_shutdown()
         in_flight = self._drain.begin()
         grace = grace or 0.0
+        if self.http is not None:
+            # Closes the HTTP port and waits for requests in flight; gRPC drains meanwhile.
+            http_stopped = threading.Thread(target=self.http.stop, args=(grace,), name="http-stop")
+            http_stopped.start()
         if in_flight:
             log.info("shutting down: %d call(s) in flight get %gs to finish", in_flight, grace)
         if not self._drain.wait(grace):
@@ -143,6 +162,8 @@ class FaceSearchServer:
                 grace,
             )
         self._server.stop(None).wait()  # cancels what is left, health watches included
+        if self.http is not None:
+            http_stopped.join()
         if not self._drain.wait(CANCELLED_CALLS_WAIT_SECONDS):
             log.warning("shutting down: %d cancelled call(s) still running", self._drain.in_flight)
         try:

@@ -112,6 +112,7 @@ class Adder:
         kept: list[AddItem] = []
         thumbnails: list[bytes] = []
         waiting: list[tuple[int, DetectedFace | None, int]] = []  # result slot, face, faces
+        keep_thumbnails = self._collection.config.thumbnails  # --no-thumbnails: none kept
         for item, outcome in zip(items, prepared, strict=True):
             if isinstance(outcome, ServiceError):
                 results.append(AddResult(id=None, error=item_error(outcome)))
@@ -119,7 +120,7 @@ class Adder:
             vector, subject, faces_found = outcome
             vectors.append(vector)
             kept.append(item)
-            thumbnails.append(subject.thumbnail if subject else b"")
+            thumbnails.append(subject.thumbnail if subject and keep_thumbnails else b"")
             waiting.append((len(results), subject, faces_found))
             results.append(AddResult(id=None))  # filled in once the index has stored it
         stored_outcomes = []
