@@ -377,3 +377,15 @@ def test_a_label_with_a_slash_is_one_path_segment(http_server: RunningServer) ->
     renamed = _post(f"{base}/people/{quoted}/rename", json={"new_label": "x/rename"}).json()
     assert renamed == {"renamed": 1, "merged": False}
     assert requests.delete(f"{base}/people/x%2Frename", timeout=30).json() == {"deleted": 1}
+
+
+def test_an_oversized_body_is_refused_in_each_apis_own_shape(start_server: Server) -> None:
+    server = start_server(
+        dim=DIM, model="", http="127.0.0.1:0", max_message_mb=1, http_compreface_open=True
+    )
+    big = b"\0" * (2 * 1024 * 1024)
+    native = _post(f"{server.http_url}/v1/collections/default/embed", data=big)
+    assert native.status_code == 413 and native.json()["code"] == "RESOURCE_EXHAUSTED"
+    compreface = _post(f"{server.http_url}/api/v1/recognition/recognize", data=big)
+    assert compreface.status_code == 413
+    assert compreface.json()["code"] == 0 and "--max-message-mb" in compreface.json()["message"]

@@ -32,6 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 JSON_TYPES = ("application/json",)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 MAX_FORM_FILES = 64
+COMPREFACE_PREFIX = "/api/v1/"
 
 
 def invalid(message: str) -> HttpError:
@@ -186,7 +187,8 @@ class BodyLimit:
             return
         for key, value in scope.get("headers", ()):
             if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _too_large(send, self.max_bytes)
+                compreface = str(scope.get("path", "")).startswith(COMPREFACE_PREFIX)
+                await _too_large(send, self.max_bytes, compreface)
                 return
         seen = 0
 
@@ -205,10 +207,15 @@ def _too_large_text(max_bytes: int) -> str:
     return f"the body is over the limit of {max_bytes} bytes (--max-message-mb)"
 
 
-async def _too_large(send: Send, max_bytes: int) -> None:
-    payload = json.dumps(
-        {"code": "RESOURCE_EXHAUSTED", "message": _too_large_text(max_bytes)}
-    ).encode()
+async def _too_large(send: Send, max_bytes: int, compreface: bool) -> None:
+    # The error shape of the route's API: CompreFace's clients read {"message", "code": int}.
+    message = _too_large_text(max_bytes)
+    shape = (
+        {"message": message, "code": 0}
+        if compreface
+        else {"code": "RESOURCE_EXHAUSTED", "message": message}
+    )
+    payload = json.dumps(shape).encode()
     await send(
         {
             "type": "http.response.start",
