@@ -389,3 +389,29 @@ def test_an_oversized_body_is_refused_in_each_apis_own_shape(start_server: Serve
     compreface = _post(f"{server.http_url}/api/v1/recognition/recognize", data=big)
     assert compreface.status_code == 413
     assert compreface.json()["code"] == 0 and "--max-message-mb" in compreface.json()["message"]
+
+
+def test_what_http_acknowledged_survives_a_kill(tmp_path: Path) -> None:
+    """An add answered over HTTP is in the WAL: SIGKILL, restart, and it is there."""
+    command = [
+        *(sys.executable, "-m", "fsserver", "--dim", str(DIM), "--listen", "127.0.0.1:0"),
+        *("--data-dir", str(tmp_path), "--http", "127.0.0.1:0"),
+    ]
+    rows = _rows(300, seed=3)
+    for attempt in ("before", "after"):
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        try:
+            assert process.stdout is not None
+            assert "serving on" in process.stdout.readline()
+            url = process.stdout.readline().split()[3]
+            base = f"{url}/v1/collections/default"
+            if attempt == "before":
+                answer = _post(f"{base}/add", json={"rows": {"vectors": rows.tolist()}})
+                assert answer.json()["rows"]["ids"] == list(range(300))
+            else:
+                assert requests.get(f"{base}/stats", timeout=30).json()["count"] == 300
+                item = requests.get(f"{base}/items/299", timeout=30).json()
+                assert np.array_equal(np.float32(item["vector"]), rows[299])
+        finally:
+            process.kill()
+            process.wait(timeout=60)

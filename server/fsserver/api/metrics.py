@@ -87,6 +87,24 @@ class CallMetrics:
             registry=registry,
         )
 
+        self._http = Counter(
+            "facesearch_http_requests",
+            "HTTP requests answered, by route (its template) and HTTP status.",
+            ["route", "status"],
+            registry=registry,
+        )
+        self._http_seconds = Histogram(
+            "facesearch_http_request_seconds",
+            "Time from an HTTP request's arrival to its answer, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def http_answered(self, route: str, status: int, seconds: float) -> None:
+        self._http.labels(route, str(status)).inc()
+        self._http_seconds.labels(route).observe(seconds)
+
     def started(self, rpc: str) -> None:
         self._in_flight.labels(rpc).inc()
 

@@ -53,6 +53,11 @@ class Observability:
             self._server = MetricsServer(config.metrics_listen, registry)
 
     @property
+    def call_metrics(self) -> CallMetrics | None:
+        """What the HTTP edge records its requests in (None with metrics off)."""
+        return self._metrics
+
+    @property
     def metrics_address(self) -> str | None:
         """host:port serving /metrics once started; None with metrics off."""
         return self._server.address if self._server is not None else None

@@ -78,7 +78,7 @@ class FaceSearchServer:
         if config.http:
             from fsserver.http.serving import HttpServer
 
-            self.http = HttpServer(self.catalog, config)
+            self.http = HttpServer(self.catalog, config, self.observability.call_metrics)
 
     @property
     def http_url(self) -> str | None:

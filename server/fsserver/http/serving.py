@@ -17,6 +17,7 @@ import time
 import uvicorn
 
 from fsserver.api import security
+from fsserver.api.metrics import CallMetrics
 from fsserver.catalog import Catalog
 from fsserver.config import Config
 from fsserver.http.app import Readiness, build_app
@@ -45,10 +46,12 @@ def _bind(address: str) -> socket.socket:
 
 
 class HttpServer:
-    def __init__(self, catalog: Catalog, config: Config) -> None:
+    def __init__(
+        self, catalog: Catalog, config: Config, metrics: CallMetrics | None = None
+    ) -> None:
         self.readiness = Readiness(catalog)
         token = security.read_token(config.auth_token_file) if config.auth_token_file else None
-        app = build_app(catalog, config, self.readiness, token)
+        app = build_app(catalog, config, self.readiness, token, metrics)
         tls = config.tls_cert is not None
         self._uvicorn = uvicorn.Server(
             uvicorn.Config(
