@@ -12,17 +12,22 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 from fsclient import AddItem, FaceSearchClient
+from fsclient.format import format_ef
 from fsclient.types import Stats
+from fsserver.storage.calibration import REGROW
 
 # Run as `python scripts/demo.py`: the repo root is not on sys.path, and the face-like
 # generator lives in the benchmark package so that demo and bench pad with the same data.
@@ -34,10 +39,11 @@ def say(message: str) -> None:
     print(f"demo: {message}", flush=True)
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """The server, its gRPC address and its HTTP URL (both on free ports)."""
     command = [sys.executable, "-m", "fsserver", "--listen", "127.0.0.1:0"]
     process = subprocess.Popen(
-        [*command, "--data-dir", str(data_dir), "--log-level", "WARNING"],
+        [*command, "--http", "127.0.0.1:0", "--data-dir", str(data_dir), "--log-level", "WARNING"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -46,18 +52,46 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     if "serving on" not in line:
         process.kill()
         raise SystemExit("demo: the server did not start (see its log above)")
-    return process, line.rsplit(" ", 1)[-1].strip()
+    http_url = process.stdout.readline().split()[3]  # "fsserver: HTTP on URL (...)"
+    return process, line.rsplit(" ", 1)[-1].strip(), http_url
 
 
-def wait_for_decisions(client: FaceSearchClient, timeout: float = 300.0) -> Stats:
-    """The server calibrates its decision rule in the background once writes pause: wait
-    for the measurement over everything enrolled, so the answers below use it."""
+def identify_over_http(http_url: str, photo: Path) -> str:
+    """Who `photo` is, asked through the HTTP API as a browser or curl would."""
+    body = json.dumps({"image": base64.b64encode(photo.read_bytes()).decode()}).encode()
+    request = urllib.request.Request(
+        f"{http_url}/v1/collections/default/identify",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        answer = json.load(response)
+    faces = answer["results"]
+    if not faces:
+        return "no face"
+    best = faces[0]
+    name = best["person"] if best["known"] else "unknown"
+    return f"{name} (similarity {best['similarity']:.2f})"
+
+
+def wait_for_calibration(client: FaceSearchClient, timeout: float = 300.0) -> Stats:
+    """The server calibrates its decision rule and its default ef in the background once
+    writes pause: wait for both measurements over what was enrolled, so the answers below
+    (and the ef printed) are the ones the server goes on using."""
     deadline = time.monotonic() + timeout
     while True:
         stats = client.stats()
         rule = stats.decision
-        measured = rule is not None and rule.reason != "not measured yet"
-        if measured and (rule.source != "calibrated" or rule.items == stats.count):
+        decided = (
+            rule is not None
+            and rule.reason != "not measured yet"
+            and (rule.source != "calibrated" or rule.items == stats.count)
+        )
+        # A recall measurement stands until the index grows by REGROW; a smaller one taken
+        # part way through the load would be measured again, and its ef replaced.
+        at = stats.recall_measured_at
+        ef_settled = not stats.target_recall or (at and stats.count < at * REGROW)
+        if decided and ef_settled:
             return stats
         if time.monotonic() > deadline:
             return stats
@@ -88,7 +122,7 @@ def main() -> int:
     args.out.mkdir(parents=True)
 
     say("starting fsserver (loads the Dlib model)...")
-    process, address = start_server(args.out / "data")
+    process, address, http_url = start_server(args.out / "data")
     try:
         with FaceSearchClient(address) as client:
             say(f"serving on {address}; enrolling {len(enroll)} photos from {args.faces}")
@@ -122,8 +156,14 @@ def main() -> int:
                     for batch in client.add_vector_batches(block, labels=labels):
                         done += len(batch)
                         progress(done, args.pad, started, "synthetic vectors")
-            stats = wait_for_decisions(client)
-            say(f"index holds {stats.count:,} vectors (model {stats.model}, ef {stats.ef})")
+            stats = wait_for_calibration(client)
+            say(f"index holds {stats.count:,} vectors (model {stats.model})")
+            say(f"default ef {format_ef(stats)}")
+            if args.pad:
+                say(
+                    "synthetic-* items are the padding: face-like vectors with no photo (a "
+                    "grey 'no photo stored' tile in the pictures); some may match a real face"
+                )
             rule = stats.decision
             if rule is not None:
                 say(f"decision rule ({rule.source}{': ' + rule.reason if rule.reason else ''}):")
@@ -144,13 +184,16 @@ def main() -> int:
                 [*cli, "query", str(probe), "-k", "5", "--show", str(picture)], check=True
             )
             say(f"pictures: {identified}, {picture}")
+            answer = identify_over_http(http_url, probe)
+            say(f"the same over HTTP: POST {http_url}/v1/collections/default/identify: {answer}")
+            say("the web page: `make serve`, then open http://127.0.0.1:8000/ and drop a photo")
             rng = np.random.default_rng(1)
             search, round_trip = [], []
             for vector in rng.choice(np.stack(vectors), size=200):
                 t0 = time.perf_counter()
-                result = client.query(vector=vector, k=5)
+                answer = client.query(vector=vector, k=5)
                 round_trip.append(time.perf_counter() - t0)
-                search.append(result.search_seconds)
+                search.append(answer.search_seconds)
             say(
                 f"200 raw-vector queries, k=5: search p50 {np.median(search) * 1e3:.3f} ms, "
                 f"p99 {np.percentile(search, 99) * 1e3:.3f} ms; gRPC round trip p50 "

@@ -35,15 +35,15 @@ from fsclient.enroll import DEFAULT_IMAGE_BATCH, DEFAULT_VECTOR_BATCH, Enrollmen
 from fsclient.format import (
     add_report_json,
     dumps,
-    format_add_summary,
     format_compact,
     format_delete,
     format_embedding,
     format_item,
-    format_neighbors,
     format_save,
     format_stats,
 )
+from fsclient.format_add import format_add_summary
+from fsclient.format_query import format_neighbors
 from fsclient.labels import read_labels_csv
 from fsclient.picture import MissingPillowError, draw_matches, require_pillow
 from fsclient.progress import ProgressBar, Spinner
@@ -94,15 +94,17 @@ def run_add(args: argparse.Namespace, client: FaceSearchClient) -> int:
         id=args.id,
         batch_size=args.batch_size,
         keep_outcomes=args.json,
+        skip_existing=args.skip_existing,
     )
     enrollment = Enrollment(options)
     bar = ProgressBar(total, sys.stderr, enabled=_show_progress(args))
 
     def summary(broke: ItemError | None = None) -> str:
         if args.json:
-            report = add_report_json(enrollment.outcomes, broke)
-            return json.dumps(report, ensure_ascii=False)
-        return format_add_summary(enrollment.added, enrollment.failures, enrollment.last_id)
+            return dumps(add_report_json(enrollment.outcomes, broke))
+        return format_add_summary(
+            enrollment.added, enrollment.failures, enrollment.last_id, enrollment.duplicates
+        )
 
     try:
         enrollment.run(client, sources, bar)
@@ -113,7 +115,7 @@ def run_add(args: argparse.Namespace, client: FaceSearchClient) -> int:
             print(summary(ItemError(error.code.value[0], error.details)))
         raise
     bar.close()
-    if enrollment.failures or not args.quiet or args.json:
+    if enrollment.failures or enrollment.duplicates or not args.quiet or args.json:
         print(summary())
     return 1 if enrollment.failures else 0
 
@@ -241,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"items per request (default: {DEFAULT_IMAGE_BATCH} images, "
         f"{DEFAULT_VECTOR_BATCH} vectors)",
+    )
+    add.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip a photo whose face is enrolled already (the same photo again); without "
+        "it such photos are stored again, and said so",
     )
     add.set_defaults(run=run_add)
 

@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 
 from fsclient.client import DEFAULT_SERVER, FaceSearchClient, FaceSearchError
+from fsclient.connection import DEFAULT_PORT
 from fsclient.sources import LocalFileError, load_vectors, write_file
 from fsclient.types import FloatArray
 
@@ -111,9 +112,10 @@ def add_global_options(parser: argparse.ArgumentParser, *, in_subcommand: bool) 
     group = parser.add_argument_group("global options")
     group.add_argument(
         "--server",
-        metavar="HOST:PORT",
+        metavar="HOST[:PORT]",
         default=default(None),
-        help=f"the facesearch server (default: $FSCLIENT_SERVER, else {DEFAULT_SERVER})",
+        help=f"the facesearch server (default: $FSCLIENT_SERVER, else {DEFAULT_SERVER}; "
+        f"port {DEFAULT_PORT} when none is given)",
     )
     group.add_argument(
         "--collection",

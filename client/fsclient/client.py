@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fsclient import convert
-from fsclient.connection import PemSource, Security
+from fsclient.connection import PemSource, Security, with_default_port
 from fsclient.types import (
     AddItem,
     AddResult,
@@ -125,7 +125,9 @@ class FaceSearchClient:
         token: str | None = None,
         collection: str | None = None,
     ) -> None:
-        self.target = target or os.environ.get("FSCLIENT_SERVER") or DEFAULT_SERVER
+        self.target = with_default_port(
+            target or os.environ.get("FSCLIENT_SERVER") or DEFAULT_SERVER
+        )
         # Every data call goes to this collection ("" is the server's default).
         self.collection_name = (
             collection if collection is not None else os.environ.get("FSCLIENT_COLLECTION", "")

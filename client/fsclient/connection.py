@@ -33,6 +33,33 @@ class ConnectionSetupError(ValueError):
     """A TLS file or token the client cannot use; raised before anything is sent."""
 
 
+DEFAULT_PORT = 50051  # fsserver's default --listen port
+# Target schemes gRPC resolves itself, whose addresses carry no port or take one their way.
+_OTHER_SCHEMES = ("unix:", "unix-abstract:", "vsock:", "ipv4:", "ipv6:", "xds:")
+
+
+def with_default_port(target: str) -> str:
+    """`target` with fsserver's port added where it names none.
+
+    gRPC dials port 443 for a bare host (its https default), where no fsserver listens
+    unless told to: `--server search.internal` would fail with "connection refused".
+    """
+    if target.startswith(_OTHER_SCHEMES):
+        return target
+    prefix = ""
+    if target.startswith("dns:"):
+        # dns:host, dns:///host or dns://authority/host: the host is after the last slash.
+        cut = target.rfind("/") + 1 or len("dns:")
+        prefix, target = target[:cut], target[cut:]
+    if target.startswith("["):  # [IPv6] or [IPv6]:port
+        has_port = "]:" in target
+    elif target.count(":") > 1:  # a bare IPv6 address, which cannot carry a port
+        return f"{prefix}[{target}]:{DEFAULT_PORT}"
+    else:
+        has_port = ":" in target
+    return f"{prefix}{target}" if has_port or not target else f"{prefix}{target}:{DEFAULT_PORT}"
+
+
 def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 

@@ -130,18 +130,27 @@ def batch_vectors_from_pb(message: pb.QueryBatchRequest) -> FloatArray:
     return np.frombuffer(message.vectors, dtype="<f4").astype(np.float32)
 
 
-def vector_rows_from_pb(message: pb.VectorRows) -> VectorRows:
-    """Raises ValueError for bytes that are not whole rows of `dim` float32 values."""
-    width = 4 * message.dim
-    if not width or len(message.vectors) % width:
+def vector_rows_from_pb(message: pb.VectorRows, index_dim: int = 0) -> VectorRows:
+    """Raises ValueError for bytes that are not whole rows of `dim` float32 values.
+
+    An unset `dim` (proto3's 0: a client that forgot it) is taken from the data: the row
+    count a label/id/metadata column gives, else `index_dim`, the only width the index
+    takes. Rows of another width then fail one by one, and the stream goes on.
+    """
+    dim, size = message.dim, len(message.vectors)
+    if not dim:
+        counts = [len(c) for c in (message.labels, message.ids, message.metadata) if len(c)]
+        dim = index_dim
+        if counts and size % (4 * counts[0]) == 0:
+            dim = size // (4 * counts[0])
+    width = 4 * dim
+    if not width or size % width:
+        unset = "" if message.dim else " (dim unset: taken as the index's)"
         raise ValueError(
-            f"rows hold {len(message.vectors)} bytes, not whole rows of dim {message.dim} "
-            "(4 bytes per value)"
+            f"rows hold {size} bytes, not whole rows of dim {dim}{unset} (4 bytes per value)"
         )
     return VectorRows(
-        vectors=np.frombuffer(message.vectors, dtype="<f4")
-        .astype(np.float32)
-        .reshape(-1, message.dim),
+        vectors=np.frombuffer(message.vectors, dtype="<f4").astype(np.float32).reshape(-1, dim),
         labels=list(message.labels),
         ids=list(message.ids),
         metadata=list(message.metadata),
@@ -223,6 +232,7 @@ def query_result_to_pb(result: QueryResult) -> pb.QueryResponse:
         ],
         search_seconds=result.search_seconds,
         embed_seconds=result.embed_seconds,
+        threshold=result.threshold,
     )
 
 
@@ -237,6 +247,7 @@ def query_result_from_pb(message: pb.QueryResponse) -> QueryResult:
         ],
         search_seconds=message.search_seconds,
         embed_seconds=message.embed_seconds,
+        threshold=message.threshold if message.HasField("threshold") else None,
     )
 
 

@@ -50,17 +50,18 @@ class AddOutcome:
     source: str
     label: str
     result: AddResult
+    # An item already enrolled with this very face (the same photo added again), if any.
+    duplicate_of: Neighbor | None = None
+    skipped: bool = False  # --skip-existing: not kept; result.id is the enrolled item's
 
 
 # ---- small pieces ------------------------------------------------------------------------
 
 
 def format_distance(distance: float) -> str:
-    """2 to 4 decimals: `0.31`, `0.3125`, `0.00` (trailing zeros past two are noise)."""
-    text = f"{distance:.4f}"
-    while text.endswith("0") and len(text.split(".")[1]) > 2:
-        text = text[:-1]
-    return text
+    """Always 4 decimals, `0.0000`, `0.3125`, `7.3000`: distances line up and compare at a
+    glance, thresholds and margins alike (float32 distances carry about 7 digits)."""
+    return f"{distance:.4f}"
 
 
 def format_ms(seconds: float) -> str:
@@ -103,65 +104,6 @@ def format_error(error: ItemError) -> str:
 
 
 # ---- one formatter per command -----------------------------------------------------------
-
-
-def format_neighbor_line(rank: int, neighbor: Neighbor) -> str:
-    verdict = "match" if neighbor.match else "no match"
-    return (
-        f"{rank}. nearest neighbor is {neighbor_name(neighbor)} "
-        f"with distance {format_distance(neighbor.distance)} ({verdict})"
-    )
-
-
-def _face_header(number: int, face: Face | None) -> str:
-    if face is not None and face.box is not None:
-        return f"face {number} at {format_box(face.box)}:"
-    return f"face {number}:"
-
-
-def _format_face_matches(matches: FaceMatches, indent: str) -> list[str]:
-    if not matches.neighbors:
-        return [f"{indent}no neighbors (the index is empty)"]
-    return [
-        f"{indent}{format_neighbor_line(rank, neighbor)}"
-        for rank, neighbor in enumerate(matches.neighbors, start=1)
-    ]
-
-
-def format_neighbors(result: QueryResult) -> str:
-    """Ranked neighbours; a header per face when an image held several; then the timing."""
-    lines: list[str] = []
-    if not result.results:
-        lines.append("no faces")
-    elif len(result.results) == 1:
-        lines += _format_face_matches(result.results[0], indent="")
-    else:
-        for number, matches in enumerate(result.results, start=1):
-            lines.append(_face_header(number, matches.face))
-            lines += _format_face_matches(matches, indent="  ")
-    timing = f"search took {format_ms(result.search_seconds)}"
-    if result.embed_seconds > 0:
-        timing += f" (embedding {format_ms(result.embed_seconds)})"
-    lines.append(timing)
-    return "\n".join(lines)
-
-
-def format_add_summary(
-    added: int, failures: Sequence[AddOutcome], added_id: int | None = None
-) -> str:
-    """`added N, failed M`, then one line per failed item: its source and the reason.
-
-    `added_id` is shown when exactly one item was added: the id the caller will want next.
-    """
-    head = f"added {added}"
-    if added == 1 and added_id is not None:
-        head += f" (id {added_id})"
-    lines = [f"{head}, failed {len(failures)}"]
-    for failure in failures:
-        error = failure.result.error
-        reason = format_error(error) if error is not None else "unknown error"
-        lines.append(f"  {failure.source}: {reason}")
-    return "\n".join(lines)
 
 
 def format_embedding(embedding: Embedding) -> str:
@@ -337,10 +279,17 @@ _CONVERTERS: dict[type, Callable[[Any], Any]] = {
         "results": [to_json(m) for m in r.results],
         "search_seconds": r.search_seconds,
         "embed_seconds": r.embed_seconds,
+        "threshold": r.threshold,
     },
     ItemError: lambda e: {"code": e.code, "code_name": e.code_name, "message": e.message},
     AddResult: _add_result,
-    AddOutcome: lambda o: {"source": o.source, "label": o.label, **_add_result(o.result)},
+    AddOutcome: lambda o: {
+        "source": o.source,
+        "label": o.label,
+        **_add_result(o.result),
+        "duplicate_of": o.duplicate_of.id if o.duplicate_of is not None else None,
+        "skipped": o.skipped,
+    },
     Item: lambda i: {
         "id": i.id,
         "label": i.label,
@@ -399,14 +348,38 @@ def add_report_json(
     from "the rest never went".
     """
     failed = sum(1 for o in outcomes if not o.result.ok)
+    skipped = sum(1 for o in outcomes if o.skipped)
     return {
-        "added": len(outcomes) - failed,
+        "added": len(outcomes) - failed - skipped,
         "failed": failed,
+        "skipped": skipped,
         "items": [to_json(o) for o in outcomes],
         "error": _optional(error),
     }
 
 
+def short_float(value: float) -> float:
+    """A float that came from float32 (a distance, a vector component) as the shortest
+    decimal that reads back as the same float32: 0.6, not 0.6000000238418579, whose last
+    digits are noise the float32 never held. Other floats (times) are left as they are."""
+    single = np.float32(value)
+    if not np.isfinite(single) or float(single) != value:
+        return value
+    return float(str(single))
+
+
+def tidy_floats(value: Any) -> Any:
+    """A JSON-able value with every float at the precision it carries (short_float)."""
+    if isinstance(value, float):
+        return short_float(value)
+    if isinstance(value, dict):
+        return {key: tidy_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [tidy_floats(item) for item in value]
+    return value
+
+
 def dumps(obj: Any) -> str:
-    """One line of JSON: easy to pipe into jq, and vectors don't sprawl over 128 lines."""
-    return json.dumps(to_json(obj), ensure_ascii=False)
+    """One line of JSON: easy to pipe into jq, and vectors don't sprawl over 128 lines.
+    Every field prints, zeros included: id 0 and distance 0 are answers."""
+    return json.dumps(tidy_floats(to_json(obj)), ensure_ascii=False)

@@ -1,7 +1,7 @@
 """Pure formatters of the people commands: people, list, forget, rename, identify, verify.
 
 As in `fsclient.format`: types in, text out; nothing here prints. Distances are written by
-`format_distance` (up to 4 decimals), similarities with 2.
+`format_distance` (4 decimals, as everywhere), similarities with 2.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from fsclient.format import format_distance, neighbor_name
+from fsclient.format_query import decided, neighbor_verdict
 from fsclient.types import Box, QueryResult
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ LINE_HEIGHT = 17
 GAP = 8  # between tiles and around the grid
 CELL_WIDTH = TILE + 2 * BORDER + GAP
 CELL_HEIGHT = TILE + 2 * BORDER + CAPTION_LINES * LINE_HEIGHT + GAP
+HEAD_KEPT = 4  # characters a shortened caption keeps of its start
 # The query face gets 25% of its box on every side: hair and chin make it recognisable.
 CROP_MARGIN = 0.25
 
@@ -37,6 +39,7 @@ TEXT = (20, 20, 20)
 QUERY_FRAME = (60, 90, 160)
 MATCH = (30, 150, 50)
 NO_MATCH = (200, 40, 40)
+UNDECIDED = (110, 110, 110)  # no threshold on the server: neither a match nor not
 
 
 class MissingPillowError(ImportError):
@@ -89,15 +92,16 @@ def draw_matches(
         # A plain x: the default font has no multiplication sign.
         where = f"{box.width}x{box.height} at {box.x},{box.y}" if box else ""
         caption = [(title, TEXT), (where, TEXT), ("", TEXT)]
-        _draw_tile(canvas, draw, font, GAP, top, face_picture, QUERY_FRAME, caption)
+        _draw_tile(canvas, draw, font, GAP, top, face_picture, QUERY_FRAME, caption, "no picture")
 
+        said = decided(result)
         for rank, neighbor in enumerate(matches.neighbors, start=1):
             left = GAP + rank * CELL_WIDTH
-            colour = MATCH if neighbor.match else NO_MATCH
+            colour = (MATCH if neighbor.match else NO_MATCH) if said else UNDECIDED
             caption = [
                 (f"{rank}. {neighbor_name(neighbor)}", TEXT),
-                (f"distance {format_distance(neighbor.distance)}", TEXT),
-                ("match" if neighbor.match else "no match", colour),
+                (f"distance {format_distance(neighbor.distance)}, id {neighbor.id}", TEXT),
+                (neighbor_verdict(neighbor, said), colour),
             ]
             thumbnail = _decode(neighbor_images.get(neighbor.id))
             _draw_tile(canvas, draw, font, left, top, thumbnail, colour, caption)
@@ -154,6 +158,7 @@ def _draw_tile(
     picture: Image.Image | None,
     frame: tuple[int, int, int],
     caption: list[tuple[str, tuple[int, int, int]]],
+    missing: str = "no photo stored",  # said as it is: an item enrolled as a vector has none
 ) -> None:
     from PIL import ImageOps
 
@@ -162,7 +167,7 @@ def _draw_tile(
     inner = (left + BORDER, top + BORDER)
     if picture is None:
         draw.rectangle((*inner, inner[0] + TILE - 1, inner[1] + TILE - 1), fill=PLACEHOLDER)
-        text = "no picture"
+        text = missing
         width = draw.textlength(text, font=font)
         draw.text((inner[0] + (TILE - width) / 2, inner[1] + TILE / 2 - 8), text, TEXT, font)
     else:
@@ -181,9 +186,13 @@ def _fit(
     text: str,
     width: int,
 ) -> str:
-    """Shorten text with an ellipsis so a long label stays inside its tile."""
+    """Shorten text with an ellipsis in the middle so it stays inside its tile: the end of
+    a label is what tells items apart (`photos/alice/img12.jpg`: the file name)."""
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
+    head = text[:HEAD_KEPT]  # the rank, "3. ", and a letter
+    for tail in range(len(text) - HEAD_KEPT - 1, 0, -1):  # the longest end that fits
+        shortened = f"{head}...{text[-tail:]}"
+        if draw.textlength(shortened, font=font) <= width:
+            return shortened
+    return head + "..."

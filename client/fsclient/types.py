@@ -65,6 +65,9 @@ class QueryResult:
     results: list[FaceMatches]
     search_seconds: float = 0.0
     embed_seconds: float = 0.0
+    # What each Neighbor.match was decided by; None when nothing decides (a vector-only
+    # server without --threshold), and then no match means anything.
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)

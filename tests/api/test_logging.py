@@ -43,7 +43,7 @@ def test_each_call_logs_one_debug_line_with_its_fields(
         client.add_vectors(vectors(3))
         client.query(vector=vectors(1)[0], k=2)
         with pytest.raises(FaceSearchError):
-            client.query(vector=vectors(1)[0], k=0)
+            client.query(vector=vectors(1)[0], k=-1)
 
     def call_lines() -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.name == "fsserver.requests"]

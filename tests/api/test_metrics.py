@@ -84,7 +84,7 @@ def test_calls_are_counted_by_rpc_and_status_code(
         client.add_vectors(vectors(5))
         client.query(vector=vectors(1)[0], k=3)
         with pytest.raises(FaceSearchError) as refused:
-            client.query(vector=vectors(1)[0], k=0)
+            client.query(vector=vectors(1)[0], k=-1)
         assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(FaceSearchError) as missing:
             client.get(10**9)
@@ -234,3 +234,24 @@ def test_metrics_stop_with_the_server(start_server: Callable[..., RunningServer]
 
 def test_metrics_are_off_by_default(vector_server: RunningServer) -> None:
     assert vector_server.server.metrics_address is None
+
+
+def test_http_requests_are_counted_by_route_and_status(
+    start_server: Callable[..., RunningServer],
+) -> None:
+    import requests as http
+
+    running = metrics_server(start_server, http="127.0.0.1:0", model="")
+    base = f"{running.http_url}/v1/collections/default"
+    http.post(f"{base}/add", json={"rows": {"vectors": vectors(3).tolist()}}, timeout=30)
+    for _ in range(2):
+        http.post(f"{base}/query", json={"vector": vectors(1)[0].tolist()}, timeout=30)
+    http.get(f"{base}/items/99", timeout=30)
+    samples = scrape(running.server.metrics_address)
+    route = "/v1/collections/{collection}"
+    count = "facesearch_http_requests_total"
+    assert value(samples, count, route=f"POST {route}/query", status="200") == 2
+    assert value(samples, count, route=f"POST {route}/add", status="200") == 1
+    assert value(samples, count, route=f"GET {route}/items/{{id}}", status="404") == 1
+    seconds = "facesearch_http_request_seconds_count"
+    assert value(samples, seconds, route=f"POST {route}/query") == 2

@@ -121,6 +121,15 @@ def test_reflection_lists_the_services(vector_server: RunningServer) -> None:
         )
         described = next(stub.ServerReflectionInfo(iter([file_request])))
         assert described.file_descriptor_response.file_descriptor_proto
+        # And v1 (what grpcurl, Postman and Kreya ask for), listing the same services.
+        v1 = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        listed = next(v1(iter([request])))
+        assert {s.name for s in listed.list_services_response.service} == names
+        assert "grpc.reflection.v1.ServerReflection" in names
 
 
 def test_a_taken_port_stops_start_up_with_one_clear_line(

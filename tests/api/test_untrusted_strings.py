@@ -7,6 +7,7 @@ from its own constants. These tests send the strings a careless server would act
 
 from __future__ import annotations
 
+import base64
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -52,21 +53,26 @@ def test_urls_and_paths_sent_as_images_are_neither_fetched_nor_opened(
 ) -> None:
     port = listener.getsockname()[1]
     photo = faces_dir / "img1.jpg"  # a real photo: read as a path, it would be found
+    # Each with the likely cause the error names, so the sender knows what to change.
     sent = [
-        f"http://127.0.0.1:{port}/x.jpg".encode(),
-        f"https://127.0.0.1:{port}/x.jpg".encode(),
-        f"file://{photo}".encode(),
-        str(photo).encode(),
-        b"img1.jpg",
+        (f"http://127.0.0.1:{port}/x.jpg".encode(), "looks like a URL"),
+        (f"https://127.0.0.1:{port}/x.jpg".encode(), "looks like a URL"),
+        (f"file://{photo}".encode(), "looks like a file path"),
+        (str(photo).encode(), "looks like a file path"),
+        (b"img1.jpg", "looks like a file path"),
+        (base64.b64encode(photo.read_bytes()[:3000]), "base64 text of an image"),
     ]
     server = start_server()
     with server.client(timeout=60) as client:
-        for image in sent:
+        for image, cause in sent:
             for call in (partial(client.embed, image), partial(client.query, image=image, k=1)):
-                assert "not a decodable image" in _invalid_argument(call)
+                details = _invalid_argument(call)
+                assert "not a decodable image" in details
+                assert cause in details
             (added,) = client.add([AddItem(image=image, label="x")])
             assert added[0].error is not None
             assert added[0].error.code_name == "INVALID_ARGUMENT"
+            assert cause in added[0].error.message
         assert client.stats().count == 0
     _assert_never_connected(listener)
 

@@ -33,8 +33,10 @@ def test_add_a_folder_then_query_a_photo_of_the_same_person(
     found = run_cli("query", str(faces_dir / "img4.jpg"), "-k", "2", server=server.address)
     assert found.returncode == 0, found.stderr
     lines = [line for line in found.stdout.splitlines() if "nearest neighbor" in line]
-    assert lines[0].startswith("1. nearest neighbor is alice with distance ")
+    assert lines[0].startswith("1. nearest neighbor is alice (id ")
     assert lines[0].endswith("(match)")
+    assert "by person: alice 2 of 2 (nearest 0." in found.stdout
+    assert "; match: distance <= 0." in found.stdout  # what match was decided by
     as_json = run_cli("--json", "query", str(faces_dir / "img4.jpg"), server=server.address)
     answer = json.loads(as_json.stdout)
     first = answer["results"][0]["neighbors"][0]
@@ -82,6 +84,72 @@ def test_vectors_from_npy_files(vector_server: RunningServer, tmp_path: Path) ->
     assert neighbours[0]["distance"] < 1e-5
     by_id = run_cli("--json", "query", "--id", "17", server=vector_server.address)
     assert json.loads(by_id.stdout)["results"][0]["neighbors"][0]["id"] == 17
+
+
+def test_a_vector_query_names_ids_and_metadata_and_decides_nothing_without_a_threshold(
+    vector_server: RunningServer, tmp_path: Path
+) -> None:
+    matrix = np.full((3, 16), 0.6, np.float32)
+    matrix[1:] += np.arange(1, 3, dtype=np.float32)[:, None]  # 4 and 8 away from row 0
+    np.save(tmp_path / "rows.npy", matrix)
+    np.save(tmp_path / "probe.npy", matrix[0])
+    added = run_cli(
+        "add", str(tmp_path / "rows.npy"), "--metadata", '{"camera": 3}',
+        server=vector_server.address,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    found = run_cli("query", "--vector", str(tmp_path / "probe.npy"), server=vector_server.address)
+    assert found.returncode == 0, found.stderr
+    rows = str(tmp_path / "rows.npy")
+    assert found.stdout.splitlines()[:3] == [
+        f"1. nearest neighbor is {rows}#0 (id 0) with distance 0.0000 (same vector), "
+        'metadata {"camera": 3}',
+        f'2. nearest neighbor is {rows}#1 (id 1) with distance 4.0000, metadata {{"camera": 3}}',
+        f'3. nearest neighbor is {rows}#2 (id 2) with distance 8.0000, metadata {{"camera": 3}}',
+    ]
+    assert "(no match)" not in found.stdout  # the server has no threshold: nothing decided
+    assert "this server has no match threshold" in found.stdout
+    # --json: every key, zeros too (the first id is 0, an exact hit is at distance 0), and
+    # float32 values at their own precision.
+    as_json = run_cli("--json", "query", "--id", "0", "-k", "1", server=vector_server.address)
+    answer = json.loads(as_json.stdout)
+    assert answer["threshold"] is None
+    assert answer["results"][0]["neighbors"] == [
+        {
+            "id": 0,
+            "label": f"{rows}#0",
+            "metadata": '{"camera": 3}',
+            "distance": 0.0,
+            "match": False,
+        }
+    ]
+    item = run_cli("--json", "get", "0", server=vector_server.address)
+    assert '"vector": [0.6, 0.6,' in item.stdout and "0.6000000238" not in item.stdout
+    assert json.loads(item.stdout)["id"] == 0
+
+
+def test_adding_a_photo_again_is_said_and_skip_existing_skips_it(
+    start_server: Callable[..., RunningServer], faces_dir: Path
+) -> None:
+    server = start_server()
+    photo, other = str(faces_dir / "img1.jpg"), str(faces_dir / "img2.jpg")
+    first = run_cli("add", photo, "--label", "alice", server=server.address)
+    assert first.returncode == 0 and "already enrolled" not in first.stdout, first.stdout
+    again = run_cli("add", photo, "--label", "alice", server=server.address)
+    assert again.returncode == 0, again.stderr
+    assert f"  {photo}: the same face as id 0 (alice); now also id 1" in again.stdout
+    skipped = run_cli(
+        "--json", "add", photo, other, "--label", "alice", "--skip-existing",
+        server=server.address,
+    )  # fmt: skip
+    assert skipped.returncode == 0, skipped.stderr
+    report = json.loads(skipped.stdout)
+    assert (report["added"], report["failed"], report["skipped"]) == (1, 0, 1)
+    assert [(i["ok"], i["skipped"]) for i in report["items"]] == [(True, True), (True, False)]
+    assert report["items"][0]["duplicate_of"] in (0, 1)  # either earlier copy
+    assert report["items"][1]["duplicate_of"] is None  # another photo of her: no copy
+    with server.client() as client:
+        assert client.stats().count == 3  # img1 twice (before --skip-existing), img2
 
 
 def test_show_draws_the_query_face_beside_each_neighbour(

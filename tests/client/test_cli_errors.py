@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fsclient import FaceSearchClient
+from fsclient.connection import DEFAULT_PORT, with_default_port
+
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "client"
 # Port 1 refuses connections at once, so "unreachable" costs no timeout.
 NOWHERE = "127.0.0.1:1"
@@ -104,3 +107,16 @@ def test_help_documents_the_exit_status() -> None:
     run = fsclient("add", "--help")
     assert run.returncode == 0
     assert "Exit status" in run.stdout and "Exits 1 if any item failed" in run.stdout
+
+
+def test_a_server_without_a_port_is_dialled_on_fsservers_port() -> None:
+    # gRPC's own default is 443, where no fsserver listens unless told to.
+    assert with_default_port("search.internal") == f"search.internal:{DEFAULT_PORT}"
+    assert with_default_port("10.0.0.5") == f"10.0.0.5:{DEFAULT_PORT}"
+    assert with_default_port("[::1]") == f"[::1]:{DEFAULT_PORT}"
+    assert with_default_port("::1") == f"[::1]:{DEFAULT_PORT}"
+    assert with_default_port("dns:///search.internal") == f"dns:///search.internal:{DEFAULT_PORT}"
+    for given in ("search.internal:7000", "[::1]:7000", "unix:/run/fs.sock", "dns:///h:7000"):
+        assert with_default_port(given) == given
+    with FaceSearchClient("search.internal") as client:  # channels connect lazily
+        assert client.target == f"search.internal:{DEFAULT_PORT}"

@@ -146,7 +146,7 @@ def test_verify_two_photos_and_a_person(people_server: RunningServer, faces_dir:
     address = people_server.address
     same = ok("verify", *(str(faces_dir / f) for f in SAME), server=address).splitlines()
     assert same[0].startswith("same person (distance 0.")
-    assert same[0].endswith(", threshold 0.60)")
+    assert same[0].endswith(", threshold 0.6000)")
     assert same[1].startswith("compared the largest faces: x=")
     different = ok("verify", *(str(faces_dir / f) for f in DIFFERENT), server=address)
     assert different.startswith("different people (distance ")  # and exit status 0
@@ -226,7 +226,7 @@ def test_nobody_enrolled_is_unknown_and_its_infinite_distance_is_null_in_json() 
     ]
     as_json = json.loads(dumps(result))  # strict JSON: no Infinity
     assert as_json["results"][0]["distance"] is None and as_json["results"][0]["margin"] is None
-    assert "threshold 0.40 (given)" in format_identify(result, threshold=0.4)
+    assert "threshold 0.4000 (given)" in format_identify(result, threshold=0.4)
 
 
 def test_labels_print_on_one_line_and_verify_says_same_or_different() -> None:
@@ -235,7 +235,7 @@ def test_labels_print_on_one_line_and_verify_says_same_or_different() -> None:
     assert len(listing) == 3 and "evil\\nline" in listing[1]
     verdict = VerifyResult(same=False, distance=0.71234, similarity=0.2, threshold=0.6)
     assert format_verify(verdict, quiet=True) == (
-        "different people (distance 0.7123, similarity 0.20, threshold 0.60)"
+        "different people (distance 0.7123, similarity 0.20, threshold 0.6000)"
     )
 
 
@@ -250,7 +250,7 @@ def test_stats_show_a_calibrated_rule_and_the_people() -> None:
     )  # fmt: skip
     lines = format_stats(stats).splitlines()
     assert "people         40" in lines
-    at = lines.index("decision       calibrated: threshold 0.5213, margin 0.031")
+    at = lines.index("decision       calibrated: threshold 0.5213, margin 0.0310")
     assert lines[at + 1].strip() == (
         "estimated FAR 0.08% (target 0.10%), TAR 95.3%, on 40 people, 120 items"
     )

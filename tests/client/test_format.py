@@ -12,18 +12,17 @@ from fsclient.format import (
     AddOutcome,
     add_report_json,
     dumps,
-    format_add_summary,
     format_bytes,
     format_distance,
     format_embedding,
     format_item,
     format_ms,
-    format_neighbor_line,
-    format_neighbors,
     format_save,
     format_stats,
     to_json,
 )
+from fsclient.format_add import format_add_summary
+from fsclient.format_query import format_by_person, format_neighbor_line, format_neighbors
 from fsclient.progress import render_bar, render_spinner
 from fsclient.types import (
     AddResult,
@@ -42,8 +41,10 @@ from fsclient.types import (
 TIMES = "\N{MULTIPLICATION SIGN}"  # box sizes read 64 times 64
 
 
-def neighbor(id: int, distance: float, match: bool, label: str = "") -> Neighbor:
-    return Neighbor(id=id, label=label, metadata="", distance=distance, match=match)
+def neighbor(
+    id: int, distance: float, match: bool, label: str = "", metadata: str = ""
+) -> Neighbor:
+    return Neighbor(id=id, label=label, metadata=metadata, distance=distance, match=match)
 
 
 def face(x: int = 10, y: int = 20, size: int = 64) -> Face:
@@ -54,20 +55,19 @@ def face(x: int = 10, y: int = 20, size: int = 64) -> Face:
 
 @pytest.mark.parametrize(
     ("distance", "text"),
-    [(0.31, "0.31"), (0.3125, "0.3125"), (0.0, "0.00"), (0.367, "0.367"), (1.23456, "1.2346")],
+    [(0.31, "0.3100"), (0.3125, "0.3125"), (0.0, "0.0000"), (0.367, "0.3670"), (7.3, "7.3000")],
 )
-def test_distance_has_two_to_four_decimals(distance: float, text: str) -> None:
+def test_distance_has_one_format_four_decimals(distance: float, text: str) -> None:
     assert format_distance(distance) == text
 
 
-def test_neighbor_lines_follow_the_seed_style() -> None:
+def test_neighbor_lines_follow_the_seed_style_with_id_and_metadata() -> None:
     assert (
         format_neighbor_line(1, neighbor(2, 0.31, True, "img2.jpg"))
-        == "1. nearest neighbor is img2.jpg with distance 0.31 (match)"
+        == "1. nearest neighbor is img2.jpg (id 2) with distance 0.3100 (match)"
     )
-    assert (
-        format_neighbor_line(2, neighbor(9, 0.72, False, "img9.jpg"))
-        == "2. nearest neighbor is img9.jpg with distance 0.72 (no match)"
+    assert format_neighbor_line(2, neighbor(0, 0.72, False, "img9.jpg", '{"a":\n 1}')) == (
+        '2. nearest neighbor is img9.jpg (id 0) with distance 0.7200 (no match), metadata {"a": 1}'
     )
 
 
@@ -75,14 +75,57 @@ def test_an_unlabelled_neighbor_is_named_by_its_id() -> None:
     assert "nearest neighbor is id 42 with" in format_neighbor_line(1, neighbor(42, 0.5, False))
 
 
+def test_without_a_threshold_nothing_is_called_a_match_or_not() -> None:
+    result = QueryResult(
+        results=[
+            FaceMatches(face=None, neighbors=[neighbor(0, 0.0, False), neighbor(1, 7.3, False)])
+        ]
+    )
+    assert format_neighbors(result).splitlines() == [
+        "1. nearest neighbor is id 0 with distance 0.0000 (same vector)",
+        "2. nearest neighbor is id 1 with distance 7.3000",
+        "search took 0.00 ms; this server has no match threshold (fsserver --threshold sets one)",
+    ]
+
+
+def test_an_older_server_that_sends_no_threshold_but_decides_keeps_its_verdicts() -> None:
+    result = QueryResult(
+        results=[
+            FaceMatches(face=None, neighbors=[neighbor(0, 0.2, True), neighbor(1, 0.9, False)])
+        ]
+    )
+    assert format_neighbors(result).splitlines() == [
+        "1. nearest neighbor is id 0 with distance 0.2000 (match)",
+        "2. nearest neighbor is id 1 with distance 0.9000 (no match)",
+        "search took 0.00 ms",
+    ]
+
+
+def test_the_neighbours_are_summed_up_by_person_nearest_first() -> None:
+    neighbors = [
+        neighbor(3, 0.28, True, "alice"),
+        neighbor(8, 0.30, False, "bob"),
+        neighbor(4, 0.31, True, "alice"),
+        neighbor(9, 0.40, False, ""),
+    ]
+    assert format_by_person(neighbors) == (
+        "by person: alice 2 of 4 (nearest 0.2800, 2 matches), bob 1 of 4 (nearest 0.3000), "
+        "(no label) 1 of 4 (nearest 0.4000)"
+    )
+    assert format_by_person(neighbors[:1]) is None  # one neighbour needs no summary
+    assert format_by_person([neighbor(1, 0.1, False), neighbor(2, 0.2, False)]) is None
+    assert format_by_person(neighbors[:2]) is None  # everyone once: the list says it all
+
+
 def test_one_result_has_no_face_header_and_ends_with_the_search_time() -> None:
     result = QueryResult(
         results=[FaceMatches(face=None, neighbors=[neighbor(1, 0.31, True, "img2.jpg")])],
         search_seconds=0.000123,
+        threshold=0.4,
     )
     assert format_neighbors(result).splitlines() == [
-        "1. nearest neighbor is img2.jpg with distance 0.31 (match)",
-        "search took 0.12 ms",
+        "1. nearest neighbor is img2.jpg (id 1) with distance 0.3100 (match)",
+        "search took 0.12 ms; match: distance <= 0.4000",
     ]
 
 
@@ -94,13 +137,14 @@ def test_several_faces_get_a_header_each() -> None:
         ],
         search_seconds=0.0005,
         embed_seconds=0.4123,
+        threshold=0.5,
     )
     assert format_neighbors(result).splitlines() == [
         f"face 1 at x=1,y=2,30{TIMES}30:",
-        "  1. nearest neighbor is a.jpg with distance 0.20 (match)",
+        "  1. nearest neighbor is a.jpg (id 1) with distance 0.2000 (match)",
         f"face 2 at x=100,y=5,40{TIMES}40:",
         "  no neighbors (the index is empty)",
-        "search took 0.50 ms (embedding 412 ms)",
+        "search took 0.50 ms (embedding 412 ms); match: distance <= 0.5000",
     ]
 
 
@@ -121,6 +165,24 @@ def test_add_summary_lists_each_failure_with_its_reason() -> None:
         "  photos/bad.jpg: INVALID_ARGUMENT: not an image",
     ]
     assert format_add_summary(1, [], added_id=42) == "added 1 (id 42), failed 0"
+
+
+def test_add_summary_says_which_photos_were_enrolled_already() -> None:
+    first = Neighbor(id=0, label="alice", metadata="", distance=0.0, match=True)
+    again = AddOutcome("a/1.jpg", "alice", AddResult(id=5), duplicate_of=first)
+    skipped = AddOutcome("b/1.jpg", "bob", AddResult(id=0), duplicate_of=first, skipped=True)
+    assert format_add_summary(1, [], 5, [again, skipped]).splitlines() == [
+        "added 1 (id 5), failed 0, skipped 1 already enrolled",
+        "1 already enrolled, stored again (`add --skip-existing` skips such photos):",
+        "  a/1.jpg: the same face as id 0 (alice); now also id 5",
+        "  b/1.jpg: skipped, the same face as id 0 (alice)",
+    ]
+    report = add_report_json([again, skipped])
+    assert (report["added"], report["failed"], report["skipped"]) == (1, 0, 1)
+    assert [(i["id"], i["duplicate_of"], i["skipped"]) for i in report["items"]] == [
+        (5, 0, False),
+        (0, 0, True),
+    ]
 
 
 def test_embedding_item_stats_and_save_texts() -> None:
@@ -158,7 +220,7 @@ def test_to_json_has_the_documented_keys_and_plain_values() -> None:
         search_seconds=0.001,
     )
     data = to_json(result)
-    assert set(data) == {"results", "search_seconds", "embed_seconds"}
+    assert set(data) == {"results", "search_seconds", "embed_seconds", "threshold"}
     matches = data["results"][0]
     assert matches["face"] == {
         "box": {"x": 10, "y": 20, "width": 64, "height": 64},
@@ -192,6 +254,8 @@ def test_to_json_of_items_errors_and_add_reports() -> None:
         "error": None,
         "face": None,
         "faces_found": 0,
+        "duplicate_of": None,
+        "skipped": False,
     }
     assert report["items"][1]["error"] == {
         "code": 9,
@@ -252,3 +316,18 @@ def test_spinner_text_turns_and_counts_the_seconds() -> None:
     assert render_spinner("compacting", 61.0, 2) == "compacting - 61.0 s"
     assert render_spinner("saving", 1.0, 3) == "saving \\ 1.0 s"
     assert render_spinner("saving", 1.0, 4) == render_spinner("saving", 1.0, 0)  # round again
+
+
+def test_json_floats_carry_float32_precision_and_zeros_print() -> None:
+    distance = float(np.float32(0.6))  # 0.6000000238418579 as a float64
+    result = QueryResult(
+        results=[FaceMatches(face=None, neighbors=[neighbor(0, distance, True, "x")])],
+        search_seconds=0.000123456789,  # a float64: kept as it is
+        threshold=float(np.float32(0.3)),
+    )
+    text = dumps(result)
+    assert '"distance": 0.6,' in text and "0.6000000238" not in text
+    assert '"threshold": 0.3}' in text
+    assert '"search_seconds": 0.000123456789' in text
+    assert '"id": 0,' in text  # the first id, printed
+    assert '"distance": 0.0' in dumps(QueryResult([FaceMatches(None, [neighbor(0, 0.0, True)])]))

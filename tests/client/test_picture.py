@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy.typing as npt
 import pytest
 
 Image = pytest.importorskip("PIL.Image")
+from PIL import ImageDraw  # noqa: E402
 
 from fsclient.picture import (  # noqa: E402
     BACKGROUND,
@@ -24,6 +26,9 @@ from fsclient.picture import (  # noqa: E402
     PLACEHOLDER,
     QUERY_FRAME,
     TILE,
+    UNDECIDED,
+    _fit,
+    _font,
     draw_matches,
     grid_size,
 )
@@ -79,7 +84,9 @@ def test_one_row_per_face_and_one_tile_per_neighbor_plus_the_query() -> None:
 
 
 def test_frames_are_green_for_a_match_and_red_otherwise() -> None:
-    result = QueryResult(results=[FaceMatches(face=None, neighbors=neighbors(1, 5))])
+    result = QueryResult(
+        results=[FaceMatches(face=None, neighbors=neighbors(1, 5))], threshold=0.25
+    )
     picture = read_png(draw_matches(None, result, {}))  # vector query, no thumbnails
 
     assert picture.size == grid_size(rows=1, columns=3)
@@ -92,6 +99,23 @@ def test_frames_are_green_for_a_match_and_red_otherwise() -> None:
     pixels = np.asarray(picture.convert("RGB"))
     assert tile_colours(pixels, 0) == [QUERY_FRAME, MATCH, NO_MATCH]
     assert all(is_placeholder(tile_picture(pixels, 0, column)) for column in range(3))
+
+
+def test_without_a_threshold_frames_are_neither_green_nor_red() -> None:
+    undecided = [replace(n, match=False) for n in neighbors(1, 5)]  # as such a server says
+    result = QueryResult(results=[FaceMatches(face=None, neighbors=undecided)])
+    pixels = np.asarray(read_png(draw_matches(None, result, {})).convert("RGB"))
+    assert tile_colours(pixels, 0) == [QUERY_FRAME, UNDECIDED, UNDECIDED]
+
+
+def test_a_long_label_keeps_its_end_the_file_name() -> None:
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    font = _font()  # the pictures' own
+    label = "1. /home/someone/photos/2024/holidays/the-beach/alice/img12.jpg"
+    fitted = _fit(draw, font, label, OUTER)
+    assert fitted.startswith("1. /...") and fitted.endswith("/img12.jpg")
+    assert draw.textlength(fitted, font=font) <= OUTER
+    assert _fit(draw, font, "1. alice", OUTER) == "1. alice"
 
 
 def test_the_query_tile_shows_the_cropped_face() -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
 import pytest
 
-from fsclient import FaceSearchClient, FaceSearchError, Stats
+from fsclient import AddItem, FaceSearchClient, FaceSearchError, Stats
 from fsproto.facesearch.v1 import facesearch_pb2 as pb
 from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsserver.storage.calibration import QUIET_SECONDS
 from support import RunningServer
 
 DIM = 16
@@ -102,7 +104,7 @@ def test_query_batch_on_a_small_index_returns_what_it_holds(vector_server: Runni
             5,
             "row 1 of 2",
         ),
-        (np.ones(DIM, "<f4").tobytes(), 0, "k must be"),
+        (np.ones(DIM, "<f4").tobytes(), -1, "k must be"),
     ],
 )
 def test_bad_batches_are_invalid_argument(
@@ -173,3 +175,28 @@ def test_a_graph_walk_short_of_k_falls_back_to_brute_force(
         client.delete(range(0, 995))  # the graph now leads mostly to deleted items
         got = client.query(vector=stored[0], k=10, ef=10).results[0].neighbors
         assert sorted(n.id for n in got) == [995, 996, 997, 998, 999]
+
+
+def test_a_slow_load_is_measured_once_at_its_end_and_warns_of_nothing(
+    start_server: Callable[..., RunningServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batches slower than the calibration's quiet time: no measurement runs while the Add
+    stream is open (rows added under one would read as misses and warn of a recall the
+    index does not have), and the one after it covers every row."""
+    caplog.set_level(logging.DEBUG, logger="fsserver.storage.calibration")
+    stored = clustered(1500, seed=9, people=150)
+    server = start_server(dim=DIM, target_recall=0.95)
+
+    def slowly() -> Iterator[AddItem]:
+        for row, vector in enumerate(stored):
+            if row and row % 500 == 0:
+                time.sleep(2 * QUIET_SECONDS)  # the stream stays open meanwhile
+            yield AddItem(vector=vector)
+
+    with server.client() as client:
+        assert sum(len(batch) for batch in client.add(slowly(), batch_size=100)) == len(stored)
+        stats = wait_for_calibration(client, len(stored))
+    assert stats.recall_measured_at == len(stored)
+    records = [r for r in caplog.records if r.name == "fsserver.storage.calibration"]
+    assert not [r for r in records if r.levelno >= logging.WARNING], records
+    assert not [r for r in records if "measuring again" in r.getMessage()], records

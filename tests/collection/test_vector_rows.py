@@ -73,7 +73,7 @@ def test_bad_rows_fail_alone(start_server: Callable[..., RunningServer]) -> None
     ("rows", "message"),
     [
         (pb.VectorRows(vectors=b"\x00" * (4 * DIM + 2), dim=DIM), "not whole rows"),
-        (pb.VectorRows(vectors=b"\x00" * (4 * DIM), dim=0), "not whole rows"),
+        (pb.VectorRows(vectors=b"\x00" * (4 * DIM + 4), dim=0), "dim unset"),
         (
             pb.VectorRows(vectors=np.ones(2 * DIM, "<f4").tobytes(), dim=DIM, labels=["a"]),
             "1 labels",
@@ -93,6 +93,30 @@ def test_malformed_rows_refuse_the_batch(
     with vector_server.client() as client:  # nothing stored, still serving
         assert client.stats().count == 0
         assert client.add([AddItem(vector=np.ones(DIM))]) is not None
+
+
+def test_an_unset_dim_is_taken_from_the_data_and_fails_only_its_request(
+    vector_server: RunningServer,
+) -> None:
+    vectors = np.arange(3 * DIM, dtype="<f4").reshape(3, DIM)
+    unset = [
+        # No column tells the row count: rows of the index's dim.
+        pb.VectorRows(vectors=vectors.tobytes(), labels=[]),
+        # Two labels for 3 * DIM values: two rows of 1.5 * DIM, each refused alone.
+        pb.VectorRows(vectors=vectors.tobytes(), labels=["a", "b"]),
+        # Three labels: three rows of DIM, stored.
+        pb.VectorRows(vectors=vectors.tobytes(), labels=["x", "y", "z"]),
+    ]
+    with grpc.insecure_channel(vector_server.address) as channel:
+        stub = pb_grpc.FaceSearchStub(channel)
+        answers = list(stub.Add(iter(pb.AddRequest(rows=rows) for rows in unset)))
+    outcomes = [convert.add_response_from_pb(answer) for answer in answers]
+    assert [[r.id for r in batch] for batch in outcomes] == [[0, 1, 2], [None, None], [3, 4, 5]]
+    assert all("dimension 24" in (r.error.message if r.error else "") for r in outcomes[1])
+    with vector_server.client() as client:
+        assert client.stats().count == 6
+        np.testing.assert_array_equal(client.get(4).vector, vectors[1])
+        assert client.get(4).label == "y"
 
 
 def test_a_rows_batch_over_the_limit_is_resource_exhausted(

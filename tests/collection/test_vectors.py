@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from fsclient import FaceSearchError
+from fsproto.facesearch.v1 import facesearch_pb2 as pb
+from fsproto.facesearch.v1 import facesearch_pb2_grpc as pb_grpc
+from fsserver.collection.collection import DEFAULT_K
 from support import RunningServer
 
 DIM = 16
@@ -135,7 +138,7 @@ def test_duplicate_ids_in_one_batch_fail_the_repeat(vector_server: RunningServer
     [
         ({"vector": np.ones(DIM + 1)}, grpc.StatusCode.INVALID_ARGUMENT),
         ({"vector": np.full(DIM, np.nan)}, grpc.StatusCode.INVALID_ARGUMENT),
-        ({"vector": np.ones(DIM), "k": 0}, grpc.StatusCode.INVALID_ARGUMENT),
+        ({"vector": np.ones(DIM), "k": 10**6}, grpc.StatusCode.INVALID_ARGUMENT),
         ({"vector": np.ones(DIM), "k": -3}, grpc.StatusCode.INVALID_ARGUMENT),
         ({"id": 123456}, grpc.StatusCode.NOT_FOUND),
         ({"image": b"\xff\xd8 not really"}, grpc.StatusCode.FAILED_PRECONDITION),
@@ -184,3 +187,33 @@ def test_add_images_refuses_missing_files_before_sending(vector_server: RunningS
         client.add_images(["nope.jpg"])
     with vector_server.client() as client:
         assert client.stats().count == 0
+
+
+def test_k_unset_means_the_default(vector_server: RunningServer) -> None:
+    with vector_server.client() as client:
+        client.add_vectors(np.random.default_rng(3).normal(size=(20, DIM)))
+    with grpc.insecure_channel(vector_server.address) as channel:
+        stub = pb_grpc.FaceSearchStub(channel)
+        query = pb.Vector(values=np.ones(DIM).tolist())
+        (matches,) = stub.Query(pb.QueryRequest(vector=query)).results  # k unset: 0
+        assert len(matches.neighbors) == DEFAULT_K
+        batch = stub.QueryBatch(pb.QueryBatchRequest(vectors=np.ones(DIM, "<f4").tobytes()))
+        assert (batch.rows, batch.k) == (1, DEFAULT_K)
+
+
+def test_byte_swapped_vectors_are_refused_saying_so(vector_server: RunningServer) -> None:
+    vectors = np.random.default_rng(4).normal(size=(3, DIM)).astype("<f4") * 0.1
+    swapped = vectors.astype(">f4").view("<f4")  # what a big-endian client sends
+    with vector_server.client() as client:
+        results = client.add_vectors(np.stack([vectors[0], swapped[1], vectors[2]]))
+        assert [r.ok for r in results] == [True, False, True]
+        assert results[1].error is not None and "byte-swapped" in results[1].error.message
+        with pytest.raises(FaceSearchError) as refused:
+            client.query(vector=swapped[0], k=1)
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "byte-swapped" in refused.value.details
+        with pytest.raises(FaceSearchError) as batch:
+            client.query_batch(swapped, k=1)
+        assert "byte-swapped" in batch.value.details
+        # Ordinary vectors, large or small, are not taken for swapped ones.
+        assert all(r.ok for r in client.add_vectors(np.stack([vectors[0] * 1e4, vectors[1] / 1e4])))

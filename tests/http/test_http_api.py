@@ -86,15 +86,12 @@ def test_add_then_query_answers_as_grpc_does(http_server: RunningServer) -> None
     assert by_id[0]["id"] == 7 and by_id[0]["distance"] == 0.0
     batch = _post(f"{base}/query-batch", json={"vectors": rows[:3].tolist(), "k": 2}).json()
     assert [row[0] for row in batch["ids"]] == [0, 1, 2]
-    # k 0 means the default, as an unset proto3 field does.
-    assert (
-        len(
-            _post(f"{base}/query", json={"vector": rows[1].tolist(), "k": 0}).json()["results"][0][
-                "neighbors"
-            ]
-        )
-        == 10
-    )
+    # k 0 (or none) means the default, as an unset proto3 field does over gRPC.
+    with http_server.client() as client:
+        default_k = len(client.query(vector=rows[1]).results[0].neighbors)
+    for body in ({"vector": rows[1].tolist(), "k": 0}, {"vector": rows[1].tolist()}):
+        answer = _post(f"{base}/query", json=body).json()
+        assert len(answer["results"][0]["neighbors"]) == default_k == 5
 
 
 def test_items_people_and_deletes(http_server: RunningServer) -> None:

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fsproto.facesearch.v1 import facesearch_pb2 as pb
-from fsserver.api import observability, security
+from fsserver.api import observability, reflection_v1, security
 from fsserver.api.drain import Drain
 from fsserver.api.servicer import FaceSearchService, add_to_server
 from fsserver.catalog import Catalog
@@ -63,9 +63,15 @@ class FaceSearchServer:
         )
         add_to_server(FaceSearchService(self.catalog), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        # v1alpha for older tools, v1 for grpcurl, Postman and Kreya today; both list both.
+        reflected = (
+            SERVICE_NAME,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+            reflection_v1.SERVICE_NAME,
         )
+        reflection.enable_server_reflection(reflected, self._server)
+        reflection_v1.enable_reflection_v1(reflected, self._server)
         try:
             self.port = security.add_port(self._server, config)
         except RuntimeError:  # grpc's "Failed to bind": the port is taken or not ours

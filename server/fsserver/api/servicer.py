@@ -171,13 +171,17 @@ class FaceSearchService:
     def _begin_add(self, request: Any, context: grpc.ServicerContext) -> _AddBatch:
         request = _parsed(request)
         items = [convert.add_item_from_pb(item) for item in request.items]
-        try:
-            rows = convert.vector_rows_from_pb(request.rows) if request.HasField("rows") else None
-        except ValueError as error:
-            raise InvalidArgument(str(error)) from None
         lease = ExitStack()
         collection = lease.enter_context(self._collection(request))
         try:
+            rows = None
+            if request.HasField("rows"):
+                # The index's dim stands in for an unset VectorRows.dim (see convert).
+                dim = 0 if request.rows.dim else collection.store.contract.dim
+                try:
+                    rows = convert.vector_rows_from_pb(request.rows, dim)
+                except ValueError as error:
+                    raise InvalidArgument(str(error)) from None
             pending = collection.adder.begin_add(
                 items, request.vector_model, context.is_active, rows
             )

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 # Past this a query walks most of any graph this server could hold; brute force is cheaper.
 MAX_EF = 100_000
+# k when a request sets none (proto3's 0): what the Python client and fsclient ask for.
+DEFAULT_K = 5
 
 
 class Collection:
@@ -248,7 +250,7 @@ class Collection:
         alive: Alive = always_alive,
     ) -> QueryResult:
         store = self.store
-        self._check_search(k, ef)
+        k = self._check_search(k, ef)
         limit = self._match_threshold(threshold)
         matrix, faces, embed_seconds = self.query_rows(image, vector, id, vector_model, alive)
         started = time.perf_counter()
@@ -258,7 +260,9 @@ class Collection:
             FaceMatches(face=faces[row] if faces else None, neighbors=_neighbors(hits, row, limit))
             for row in range(len(matrix))
         ]
-        return QueryResult(results, search_seconds=search_seconds, embed_seconds=embed_seconds)
+        return QueryResult(
+            results, search_seconds=search_seconds, embed_seconds=embed_seconds, threshold=limit
+        )
 
     def _match_threshold(self, override: float | None) -> float | None:
         """Query's `match`: the override, else the open-set rule's distance threshold."""
@@ -290,7 +294,7 @@ class Collection:
     ) -> BatchResult:
         """The k nearest of every row of a flat float32 array of rows x dim values."""
         store = self.store
-        self._check_search(k, ef)
+        k = self._check_search(k, ef)
         self.check_vector_model(vector_model)
         dim = store.contract.dim
         if vectors.size == 0 or vectors.size % dim:
@@ -316,11 +320,14 @@ class Collection:
             search_seconds=search_seconds,
         )
 
-    def _check_search(self, k: int, ef: int | None) -> None:
+    def _check_search(self, k: int, ef: int | None) -> int:
+        """The k to search for (0: DEFAULT_K), or InvalidArgument."""
+        k = k or DEFAULT_K
         if not 1 <= k <= self.config.max_k:
             raise InvalidArgument(f"k must be between 1 and {self.config.max_k} (--max-k), not {k}")
         if ef is not None and not 1 <= ef <= MAX_EF:
             raise InvalidArgument(f"ef must be between 1 and {MAX_EF}, not {ef}")
+        return k
 
     # ---- the rest --------------------------------------------------------------------
 

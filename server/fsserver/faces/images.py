@@ -26,6 +26,7 @@ from PIL import Image
 
 from fsclient.types import Box
 from fsserver.errors import InvalidArgument
+from fsserver.faces.hints import undecodable_image_hint
 
 Pixels = npt.NDArray[np.uint8]
 THUMBNAIL_SIDE = 160
@@ -98,7 +99,7 @@ def decode_image(data: bytes, max_side: int, max_pixels: int = DEFAULT_MAX_PIXEL
         if decoded is None:
             raise InvalidArgument(
                 f"the image bytes ({len(data)} bytes) are not a decodable image "
-                "(JPEG, PNG, BMP, WebP or TIFF)"
+                f"(JPEG, PNG, BMP, WebP or TIFF){undecodable_image_hint(data)}"
             )
         pixels = decoded
         height, width = pixels.shape[:2]

@@ -22,8 +22,6 @@ from fsserver.http.answers import JSONAnswer
 from fsserver.http.bodies import Body, as_vector, invalid, read_body
 from fsserver.http.calls import on_collection
 
-DEFAULT_K = 10
-
 
 class NewCollection(BaseModel):
     """CreateCollection: a face `model` or a raw `dim` (exactly one); the rest default."""
@@ -50,9 +48,8 @@ def search_target(body: Body) -> dict[str, Any]:
 
 
 def _k(body: Body) -> int:
-    k = body.integer("k", DEFAULT_K)
-    assert k is not None
-    return k or DEFAULT_K  # 0, as proto3 sends "unset", means the default too
+    """Absent or 0 (as proto3 sends "unset"): the collection's default, as over gRPC."""
+    return body.integer("k", 0) or 0
 
 
 def _add_items(body: Body) -> list[AddItem]:

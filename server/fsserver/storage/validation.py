@@ -13,6 +13,10 @@ from fsserver.contract import EmbeddingContract
 from fsserver.errors import InvalidArgument
 
 E4M3_MAX = 448.0  # the largest finite 8-bit float (E4M3) Voyager stores
+# Squared lengths outside this range are looked at more closely: float32 of an ordinary
+# size read in the wrong byte order is enormous, NaN or vanishingly small.
+ODD_BELOW, ODD_ABOVE = 1e-24, 1e12
+TINY = 1e-30  # a non-zero component below this is no measurement (subnormal range)
 
 
 def validate_vector(contract: EmbeddingContract, vector: FloatArray) -> FloatArray:
@@ -44,6 +48,16 @@ def validate_matrix(contract: EmbeddingContract, matrix: FloatArray) -> FloatArr
         squared_norms = np.einsum("ij,ij->i", matrix, matrix)  # in float32, as Voyager
     # One check on the norms catches NaN, Inf and overflow alike (the query hot path);
     # only a failure looks closer, to say which it was.
+    odd = (squared_norms > ODD_ABOVE) | (squared_norms < ODD_BELOW)  # NaN: False
+    if odd.any() or not np.isfinite(squared_norms).all():
+        # Rarely taken: only vectors that are wrong or very odd get here.
+        for position in np.flatnonzero(odd | ~np.isfinite(squared_norms)):
+            if byte_swapped(matrix[position]):
+                raise refuse(
+                    np.arange(len(matrix)) == position,
+                    "vector looks byte-swapped: its floats read as ordinary numbers in "
+                    "the other byte order; send little-endian float32",
+                )
     if not np.isfinite(squared_norms).all():
         finite = np.asarray(np.isfinite(matrix).all(axis=1))
         if not finite.all():
@@ -70,6 +84,27 @@ def validate_matrix(contract: EmbeddingContract, matrix: FloatArray) -> FloatArr
                 f"index stores E4M3 floats, which hold at most ±{E4M3_MAX:g}",
             )
     return matrix
+
+
+def byte_swapped(row: FloatArray) -> bool:
+    """Whether a float32 row is odd (NaN, Inf, huge or subnormal) and sane byte-swapped.
+
+    A client that packs big-endian floats (Java's ByteBuffer by default, network order)
+    sends vectors that are valid floats but nonsense; said so, the fix is obvious.
+    """
+
+    def sane(values: FloatArray) -> bool:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            squared = float(np.dot(values.astype(np.float64), values.astype(np.float64)))
+            magnitudes = np.abs(values[values != 0])
+        return (
+            bool(np.isfinite(values).all())
+            and ODD_BELOW <= squared <= ODD_ABOVE
+            and not (magnitudes < TINY).any()
+        )
+
+    row = np.asarray(row, dtype=np.float32)
+    return not sane(row) and sane(row.byteswap())
 
 
 def require_label(label: str) -> None:

@@ -174,14 +174,16 @@ class FaceMatches(_message.Message):
     def __init__(self, face: _Optional[_Union[Face, _Mapping]] = ..., neighbors: _Optional[_Iterable[_Union[Neighbor, _Mapping]]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("results", "search_seconds", "embed_seconds")
+    __slots__ = ("results", "search_seconds", "embed_seconds", "threshold")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     SEARCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     EMBED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[FaceMatches]
     search_seconds: float
     embed_seconds: float
-    def __init__(self, results: _Optional[_Iterable[_Union[FaceMatches, _Mapping]]] = ..., search_seconds: _Optional[float] = ..., embed_seconds: _Optional[float] = ...) -> None: ...
+    threshold: float
+    def __init__(self, results: _Optional[_Iterable[_Union[FaceMatches, _Mapping]]] = ..., search_seconds: _Optional[float] = ..., embed_seconds: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class QueryBatchRequest(_message.Message):
     __slots__ = ("vectors", "k", "ef", "vector_model", "exact", "with_metadata", "collection")
