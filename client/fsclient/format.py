@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -358,10 +359,13 @@ def add_report_json(
     }
 
 
-def short_float(value: float) -> float:
+def short_float(value: float) -> float | None:
     """A float that came from float32 (a distance, a vector component) as the shortest
     decimal that reads back as the same float32: 0.6, not 0.6000000238418579, whose last
-    digits are noise the float32 never held. Other floats (times) are left as they are."""
+    digits are noise the float32 never held. Other floats (times) are left as they are;
+    infinity and NaN become None (JSON has neither)."""
+    if not math.isfinite(value):
+        return None
     single = np.float32(value)
     if not np.isfinite(single) or float(single) != value:
         return value
