@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ class Gallery:
     enrolled: dict[str, str]  # file → person
     probes: dict[str, str]  # file → person, for people in the gallery
     strangers: dict[str, str]  # file → person, for a person never enrolled
+
+
+def wait_calibrated(client: FaceSearchClient, timeout: float = 60.0) -> None:
+    """Until the collection's decision rule is measured on everything enrolled."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = client.stats()
+        rule = stats.decision
+        if rule and rule.source == "calibrated" and rule.items == stats.count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not calibrated: {client.stats().decision}")
 
 
 def launch_server(*args: str) -> tuple[subprocess.Popen[str], str]:

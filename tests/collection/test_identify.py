@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fsclient import FaceSearchClient, FaceSearchError
-from support import RunningServer
+from support import RunningServer, wait_calibrated
 
 DIM = 16
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -29,17 +29,6 @@ def people(rng: np.random.Generator, count: int, photos: int) -> tuple[np.ndarra
     ).astype(np.float32)
     labels = [f"person-{i:03d}" for i in range(count) for _ in range(photos)]
     return vectors.astype(np.float32), labels
-
-
-def wait_calibrated(client: FaceSearchClient, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = client.stats()
-        rule = stats.decision
-        if rule and rule.source == "calibrated" and rule.items == stats.count:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not calibrated: {client.stats().decision}")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import base64
 import subprocess
 import sys
 import threading
-import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from fsserver.api.server import FaceSearchServer
 from fsserver.config import Config
 from fsserver.faces.embedder import Embedder
 from fsserver.http.api_keys import parse_api_keys
-from support import RunningServer
+from support import RunningServer, wait_calibrated
 
 # compreface-sdk 0.6.0 pins requests-toolbelt 0.9.1, which imports urllib3.contrib.appengine
 # (gone in urllib3 2) only to name it; an empty stand-in lets the real SDK load unchanged.
@@ -85,18 +84,6 @@ def server(
 def sdk(server: RunningServer) -> CompreFace:
     host, port = server.http_url.rsplit(":", 1)
     return CompreFace(domain=host, port=port, options={"limit": 0, "prediction_count": 3})
-
-
-def wait_calibrated(client: FaceSearchClient, timeout: float = 60.0) -> None:
-    """Until the collection's decision rule is measured on everything enrolled."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = client.stats()
-        rule = stats.decision
-        if rule and rule.source == "calibrated" and rule.items == stats.count:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not calibrated: {client.stats().decision}")
 
 
 @pytest.fixture(scope="module")

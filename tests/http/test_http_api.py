@@ -268,20 +268,16 @@ def test_https_with_the_grpc_edges_certificate(start_server: Server, tmp_path: P
         requests.get(f"{server.http_url}/readyz", timeout=30)  # not signed by a CA it trusts
 
 
-def test_fsserver_serves_http_and_says_where(tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "fsserver",
-        "--dim",
-        "4",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(tmp_path / "a"),
-        "--http",
-        "127.0.0.1:0",
+def _fsserver(data_dir: Path, http: str) -> list[str]:
+    """The real `fsserver` command line, vector-only, --http last (a test may replace it)."""
+    return [
+        *(sys.executable, "-m", "fsserver", "--dim", str(DIM), "--listen", "127.0.0.1:0"),
+        *("--data-dir", str(data_dir), "--http", http),
     ]
+
+
+def test_fsserver_serves_http_and_says_where(tmp_path: Path) -> None:
+    command = _fsserver(tmp_path / "a", "127.0.0.1:0")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -310,19 +306,7 @@ def test_fsserver_serves_http_and_says_where(tmp_path: Path) -> None:
 
 
 def test_http_off_serves_none(tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "fsserver",
-        "--dim",
-        "4",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(tmp_path),
-        "--http",
-        "off",
-    ]
+    command = _fsserver(tmp_path, "off")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -390,10 +374,7 @@ def test_an_oversized_body_is_refused_in_each_apis_own_shape(start_server: Serve
 
 def test_what_http_acknowledged_survives_a_kill(tmp_path: Path) -> None:
     """An add answered over HTTP is in the WAL: SIGKILL, restart, and it is there."""
-    command = [
-        *(sys.executable, "-m", "fsserver", "--dim", str(DIM), "--listen", "127.0.0.1:0"),
-        *("--data-dir", str(tmp_path), "--http", "127.0.0.1:0"),
-    ]
+    command = _fsserver(tmp_path, "127.0.0.1:0")
     rows = _rows(300, seed=3)
     for attempt in ("before", "after"):
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
