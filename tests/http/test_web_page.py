@@ -11,6 +11,7 @@ FACESEARCH_REQUIRE_BROWSER=1 (set by CI), where they fail.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -210,6 +211,25 @@ def test_identify_enroll_rename_and_forget_through_the_page(
         else:
             assert name == person and answer.known
         assert "the calibrated rule" in by_test_id(browser, "identify-rule").text
+
+    # A photo dropped on the drop zone (a real DataTransfer, as a file manager's drag makes)
+    # is identified as a chosen one is.
+    photo = faces_dir / held_out["p00"]
+    browser.execute_script(
+        """const [name, b64] = arguments;
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, {type: "image/jpeg"}));
+        const zone = document.querySelector("[data-testid=drop]");
+        zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true}));
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));""",
+        "dropped-" + photo.name,
+        base64.b64encode(photo.read_bytes()).decode(),
+    )
+    results = by_test_id(browser, "identify-results")
+    wait(browser, lambda _: results.get_attribute("data-file") == "dropped-" + photo.name)
+    dropped = results.find_elements(By.CSS_SELECTOR, "[data-testid=face-name]")
+    assert [face.text for face in dropped] == ["p00"]
 
     browser.execute_script("window.scrollTo(0, 0)")
     screenshot = tmp_path / "page.png"

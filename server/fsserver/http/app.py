@@ -29,6 +29,15 @@ from fsserver.http.errors import HttpError, install_handlers
 
 STATIC = files("fsserver.http") / "static"
 log = logging.getLogger(__name__)
+# The page loads only its own files and talks only to this server; photos are shown from
+# blob: URLs. No other site may frame it.
+PAGE_HEADERS = {
+    "cache-control": "no-cache",
+    "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
 
 
 class Readiness:
@@ -102,7 +111,7 @@ def build_app(
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(str(STATIC / "index.html"), headers={"cache-control": "no-cache"})
+        return FileResponse(str(STATIC / "index.html"), headers=PAGE_HEADERS)
 
     async def observe(request: Request, call_next: Any) -> Any:
         started = time.perf_counter()

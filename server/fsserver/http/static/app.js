@@ -461,7 +461,10 @@ function wire() {
     event.preventDefault();
     drop.classList.remove("over");
     const file = event.dataTransfer.files[0];
-    if (file && !$("identify-file").disabled) run(() => identify(file));
+    if (file && !$("identify-file").disabled) {
+      $("identify-file").value = ""; // it would still name the last photo chosen
+      run(() => identify(file));
+    }
   });
   // A photo dropped beside the drop zone is not opened in place of the page.
   for (const kind of ["dragover", "drop"]) {
