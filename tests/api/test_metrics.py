@@ -255,3 +255,16 @@ def test_http_requests_are_counted_by_route_and_status(
     assert value(samples, count, route=f"GET {route}/items/{{id}}", status="404") == 1
     seconds = "facesearch_http_request_seconds_count"
     assert value(samples, seconds, route=f"POST {route}/query") == 2
+
+
+def test_packed_rows_without_dim_are_counted(start_server: Callable[..., RunningServer]) -> None:
+    running = metrics_server(start_server)
+    rows = vectors(6)
+    request = pb.AddRequest(
+        rows=pb.VectorRows(vectors=rows.tobytes(), labels=[f"p{i}" for i in range(6)])
+    )  # dim unset: the server takes it from the labels' count
+    with grpc.insecure_channel(running.address) as channel:
+        answers = list(pb_grpc.FaceSearchStub(channel).Add(iter([request])))
+    assert len(answers) == 1
+    samples = settled(running.server.metrics_address)
+    assert value(samples, "facesearch_add_items_total") == 6

@@ -35,8 +35,14 @@ def rpc_label(method: str) -> str:
 def items_in(request: Any) -> int:
     """What one streamed request carries: an Add batch's items and packed rows; else 1."""
     if isinstance(request, pb.AddRequest):
-        row_bytes = 4 * request.rows.dim
-        rows = len(request.rows.vectors) // row_bytes if row_bytes else 0
+        packed = request.rows
+        row_bytes = 4 * packed.dim
+        # dim unset: the server takes it from a column's length (or the index's), as here.
+        rows = (
+            len(packed.vectors) // row_bytes
+            if row_bytes
+            else max(len(packed.labels), len(packed.ids), len(packed.metadata))
+        )
         return len(request.items) + rows
     return 1
 
