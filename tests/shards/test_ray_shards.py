@@ -333,10 +333,19 @@ def test_the_fsserver_command_starts_ray_serves_and_saves_every_shard_on_sigterm
     """The real command: it starts its own Ray, serves, and on SIGTERM (which ray.init's
     own handler would otherwise take) saves a snapshot in every shard and exits 0."""
     data = tmp_path / "data"
-    process, address = launch_server(
+    command = (
         "--dim", str(DIM), "--data-dir", str(data), "--backend", "ray", "--shards", "2",
         "--ray-object-store-mb", "128",
     )  # fmt: skip
+    try:
+        process, address = launch_server(*command)
+    except AssertionError as error:
+        # A second Ray head beside the session's on 2 cores: once in a few CI runs Ray's
+        # own 30 s wait for its raylet ran out (fresh clone, 2026-12-01; a rerun passed).
+        # That one message gets one more try; any other start-up failure fails here.
+        if "timed out during startup" not in str(error):
+            raise
+        process, address = launch_server(*command)
     try:
         with FaceSearchClient(address) as client:
             assert len(client.add_vectors(_clustered(100, seed=4))) == 100

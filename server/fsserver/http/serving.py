@@ -41,7 +41,6 @@ def _bind(address: str) -> socket.socket:
         sock.close()
         raise OSError(f"cannot serve HTTP on {address}: {error.strerror}") from None
     sock.listen(512)
-    sock.set_inheritable(True)
     return sock
 
 
