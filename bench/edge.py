@@ -21,7 +21,8 @@ from typing import Any
 
 import grpc
 
-METHOD = "/bench.Echo/Echo"
+from bench.echo import METHOD  # the servers below register the same method
+
 PAYLOAD = b"x" * 560  # a QueryRequest of 128 floats is 530-560 bytes
 
 SYNC_SERVER = """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import requests
@@ -35,34 +36,33 @@ def run(ctx: Context) -> list[Row]:
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
     session = requests.Session()
 
-    def over_http(body: bytes) -> None:
-        connection.request("POST", QUERY_PATH, body, HEADERS)
+    def over_http(i: int) -> None:
+        connection.request("POST", QUERY_PATH, bodies[i], HEADERS)
         answer = connection.getresponse()
         data = answer.read()
         if answer.status != 200:
             raise RuntimeError(f"HTTP {answer.status}: {data[:200]!r}")
 
-    def over_requests(body: bytes) -> None:
-        session.post(url + QUERY_PATH, data=body, headers=HEADERS).raise_for_status()
+    def over_requests(i: int) -> None:
+        session.post(url + QUERY_PATH, data=bodies[i], headers=HEADERS).raise_for_status()
 
     timings: dict[str, list[float]] = {"http": [], "grpc": [], "requests": []}
     with client_for(ctx) as client:
         stats = settle(client)
-        for q, body in zip(queries[:warmup], bodies[:warmup], strict=True):
-            client.query(vector=q, k=K)
-            over_http(body)
-            over_requests(body)
+        sides: dict[str, Callable[[int], object]] = {
+            "grpc": lambda i: client.query(vector=queries[i], k=K),
+            "http": over_http,
+            "requests": over_requests,
+        }
+        for i in range(warmup):
+            for call in sides.values():
+                call(i)
         block = calls // rounds
         for r in range(rounds):
-            rows = slice(warmup + r * block, warmup + (r + 1) * block)
-            for q in queries[rows]:
-                started = time.perf_counter()
-                client.query(vector=q, k=K)
-                timings["grpc"].append(time.perf_counter() - started)
-            for name, call in (("http", over_http), ("requests", over_requests)):
-                for body in bodies[rows]:
+            for name, call in sides.items():
+                for i in range(warmup + r * block, warmup + (r + 1) * block):
                     started = time.perf_counter()
-                    call(body)
+                    call(i)
                     timings[name].append(time.perf_counter() - started)
     connection.close()
     session.close()

@@ -21,7 +21,7 @@ import pytest
 from fsserver.api.server import FaceSearchServer
 from fsserver.config import Config
 from fsserver.faces.embedder import DeepFaceEmbedder, Embedder
-from support import Gallery, RunningServer, launch_server
+from support import Gallery, RunningServer, launch_server, split_gallery
 
 # Servers the tests start as processes serve HTTP on a free port, not on fsserver's 8000.
 os.environ.setdefault("FSSERVER_HTTP", "127.0.0.1:0")
@@ -112,18 +112,7 @@ def gallery(
     identities: dict[str, str],
     dlib_embedder: Embedder,
 ) -> Iterator[Gallery]:
-    by_person: dict[str, list[str]] = {}
-    for file in sorted(identities, key=lambda f: (len(f), f)):
-        by_person.setdefault(identities[file], []).append(file)
-    stranger = sorted(by_person)[-1]
-    enrolled, probes, strangers = {}, {}, {}
-    for person, files in by_person.items():
-        if person == stranger:
-            strangers.update(dict.fromkeys(files, person))
-            continue
-        half = (len(files) + 1) // 2
-        enrolled.update(dict.fromkeys(files[:half], person))
-        probes.update(dict.fromkeys(files[half:], person))
+    enrolled, probes, strangers = split_gallery(identities)
     config = Config(
         listen="127.0.0.1:0", data_dir=tmp_path_factory.mktemp("gallery"), http="127.0.0.1:0"
     )

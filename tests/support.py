@@ -46,6 +46,35 @@ class Gallery:
     strangers: dict[str, str]  # file → person, for a person never enrolled
 
 
+def photos_by_person(identities: dict[str, str]) -> dict[str, list[str]]:
+    """Person → their photo files, in a fixed order (img2 before img10)."""
+    by_person: dict[str, list[str]] = {}
+    for file in sorted(identities, key=lambda f: (len(f), f)):
+        by_person.setdefault(identities[file], []).append(file)
+    return by_person
+
+
+def split_gallery(
+    identities: dict[str, str],
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """file → person, three ways: enrolled (the first half of each person's photos), probes
+    (the rest) and strangers (every photo of the one person, the last by name, never
+    enrolled)."""
+    by_person = photos_by_person(identities)
+    stranger = sorted(by_person)[-1]
+    enrolled: dict[str, str] = {}
+    probes: dict[str, str] = {}
+    strangers: dict[str, str] = {}
+    for person, files in by_person.items():
+        if person == stranger:
+            strangers.update(dict.fromkeys(files, person))
+            continue
+        half = (len(files) + 1) // 2
+        enrolled.update(dict.fromkeys(files[:half], person))
+        probes.update(dict.fromkeys(files[half:], person))
+    return enrolled, probes, strangers
+
+
 def wait_calibrated(client: FaceSearchClient, timeout: float = 60.0) -> None:
     """Until the collection's decision rule is measured on everything enrolled."""
     deadline = time.monotonic() + timeout

@@ -130,6 +130,18 @@ def batch_vectors_from_pb(message: pb.QueryBatchRequest) -> FloatArray:
     return np.frombuffer(message.vectors, dtype="<f4").astype(np.float32)
 
 
+def packed_dim(message: pb.VectorRows, index_dim: int = 0) -> int:
+    """The rows' width: `dim`, or when unset the one a label/id/metadata column's row count
+    gives, else `index_dim` (0: unknown)."""
+    if message.dim:
+        return message.dim
+    counts = [len(c) for c in (message.labels, message.ids, message.metadata) if len(c)]
+    size = len(message.vectors)
+    if counts and size % (4 * counts[0]) == 0:
+        return size // (4 * counts[0])
+    return index_dim
+
+
 def vector_rows_from_pb(message: pb.VectorRows, index_dim: int = 0) -> VectorRows:
     """Raises ValueError for bytes that are not whole rows of `dim` float32 values.
 
@@ -137,12 +149,7 @@ def vector_rows_from_pb(message: pb.VectorRows, index_dim: int = 0) -> VectorRow
     count a label/id/metadata column gives, else `index_dim`, the only width the index
     takes. Rows of another width then fail one by one, and the stream goes on.
     """
-    dim, size = message.dim, len(message.vectors)
-    if not dim:
-        counts = [len(c) for c in (message.labels, message.ids, message.metadata) if len(c)]
-        dim = index_dim
-        if counts and size % (4 * counts[0]) == 0:
-            dim = size // (4 * counts[0])
+    dim, size = packed_dim(message, index_dim), len(message.vectors)
     width = 4 * dim
     if not width or size % width:
         unset = "" if message.dim else " (dim unset: taken as the index's)"

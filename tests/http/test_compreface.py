@@ -28,7 +28,7 @@ from fsserver.api.server import FaceSearchServer
 from fsserver.config import Config
 from fsserver.faces.embedder import Embedder
 from fsserver.http.api_keys import parse_api_keys
-from support import RunningServer, wait_calibrated
+from support import RunningServer, split_gallery, wait_calibrated
 
 # compreface-sdk 0.6.0 pins requests-toolbelt 0.9.1, which imports urllib3.contrib.appengine
 # (gone in urllib3 2) only to name it; an empty stand-in lets the real SDK load unchanged.
@@ -51,19 +51,8 @@ KEY_FILE = f"""
 def split(faces_dir: Path, identities: dict[str, str]) -> dict[str, dict[str, str]]:
     """file → person: "enrolled" (about half of each person), "probes" (the rest) and
     "strangers" (every photo of the one person never enrolled), as conftest's gallery."""
-    by_person: dict[str, list[str]] = {}
-    for file in sorted(identities, key=lambda f: (len(f), f)):
-        by_person.setdefault(identities[file], []).append(file)
-    stranger = sorted(by_person)[-1]
-    parts: dict[str, dict[str, str]] = {"enrolled": {}, "probes": {}, "strangers": {}}
-    for person, files in by_person.items():
-        if person == stranger:
-            parts["strangers"].update(dict.fromkeys(files, person))
-            continue
-        half = (len(files) + 1) // 2
-        parts["enrolled"].update(dict.fromkeys(files[:half], person))
-        parts["probes"].update(dict.fromkeys(files[half:], person))
-    return parts
+    enrolled, probes, strangers = split_gallery(identities)
+    return {"enrolled": enrolled, "probes": probes, "strangers": strangers}
 
 
 @pytest.fixture(scope="module")

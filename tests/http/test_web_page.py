@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import pytest
 
 from fsclient import FaceSearchClient
-from support import RunningServer
+from support import RunningServer, photos_by_person
 
 try:
     from selenium import webdriver
@@ -120,9 +120,7 @@ def calibrated(client: FaceSearchClient) -> bool:
 
 def split(identities: dict[str, str]) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Each person's photos to enroll (all but their last), and the held-out photo each."""
-    by_person: dict[str, list[str]] = {}
-    for file in sorted(identities, key=lambda f: (len(f), f)):
-        by_person.setdefault(identities[file], []).append(file)
+    by_person = photos_by_person(identities)
     return {p: f[:-1] for p, f in by_person.items()}, {p: f[-1] for p, f in by_person.items()}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from fsclient import convert
 from fsproto.facesearch.v1 import facesearch_pb2 as pb
 from fsserver.api import calls
 from fsserver.api.metrics import CallMetrics, MetricsServer, new_registry
@@ -35,14 +36,9 @@ def rpc_label(method: str) -> str:
 def items_in(request: Any) -> int:
     """What one streamed request carries: an Add batch's items and packed rows; else 1."""
     if isinstance(request, pb.AddRequest):
-        packed = request.rows
-        row_bytes = 4 * packed.dim
-        # dim unset: the server takes it from a column's length (or the index's), as here.
-        rows = (
-            len(packed.vectors) // row_bytes
-            if row_bytes
-            else max(len(packed.labels), len(packed.ids), len(packed.metadata))
-        )
+        # dim unset: read as the servicer reads it (the index's dim is not known here).
+        row_bytes = 4 * convert.packed_dim(request.rows)
+        rows = len(request.rows.vectors) // row_bytes if row_bytes else 0
         return len(request.items) + rows
     return 1
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -43,6 +42,7 @@ from fsserver.http.compreface_shapes import (
     Params,
     add_failure,
     box,
+    found_faces,
     id_list,
     images,
     kept,
@@ -92,10 +92,8 @@ def compreface_router(catalog: Catalog, config: Config) -> APIRouter:
         """Who each face is: the `prediction_count` nearest subjects, most similar first."""
         name = await collection_of(request)
         params = Params(request)
-        limit = params.integer("limit", 0)
+        limit, threshold, status = params.faces()
         count = min(params.integer("prediction_count", 1), MAX_CANDIDATES) or 1
-        threshold = params.probability("det_prob_threshold")
-        status = params.flag("status")
         [image] = await images(request, "file")
 
         def identify(c: Collection) -> Any:
@@ -251,17 +249,12 @@ def compreface_router(catalog: Catalog, config: Config) -> APIRouter:
     async def verify_face(image_id: str, request: Request) -> Response:
         """How alike each face of the image is to the saved face `image_id`."""
         name = await collection_of(request)
-        params = Params(request)
-        limit, threshold = params.integer("limit", 0), params.probability("det_prob_threshold")
-        status = params.flag("status")
+        limit, threshold, status = Params(request).faces()
         [image] = await images(request, "file")
 
         def verify(c: Collection) -> dict[str, Any]:
             item = stored(c, image_id)
-            started = time.perf_counter()
-            faces = c.embed(image).faces
-            seconds = time.perf_counter() - started
-            chosen = [faces[i] for i in kept(faces, threshold, limit)]
+            chosen, seconds = found_faces(c, image, threshold, limit)
             rows = np.stack([face.embedding for face in chosen])
             similar = pair_similarities(c, item.vector, rows)
             answers = []

@@ -8,7 +8,6 @@ images are not stored).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,8 +19,8 @@ from fsserver.collection.collection import Collection
 from fsserver.http.compreface_shapes import (
     Params,
     box,
+    found_faces,
     images,
-    kept,
     pair_similarities,
     timings,
     versions,
@@ -36,18 +35,14 @@ def detection_routes(api: APIRouter, collection_of: CollectionOf, run: Run) -> N
     async def detect(request: Request) -> Response:
         """The faces of the image, largest first."""
         name = await collection_of(request)
-        params = Params(request)
-        limit, threshold = params.integer("limit", 0), params.probability("det_prob_threshold")
-        status = params.flag("status")
+        limit, threshold, status = Params(request).faces()
         [image] = await images(request, "file")
 
         def find(c: Collection) -> dict[str, Any]:
-            started = time.perf_counter()
-            faces = c.embed(image).faces
-            seconds = time.perf_counter() - started
+            faces, seconds = found_faces(c, image, threshold, limit)
             answers = []
-            for position in kept(faces, threshold, limit):
-                entry: dict[str, Any] = {"box": box(faces[position])}
+            for face in faces:
+                entry: dict[str, Any] = {"box": box(face)}
                 if status:
                     entry["execution_time"] = timings(seconds, 0.0)
                 answers.append(entry)
@@ -60,19 +55,13 @@ def detection_routes(api: APIRouter, collection_of: CollectionOf, run: Run) -> N
         """How alike each face of `target_image` is to the (largest) face of
         `source_image`, most alike first; 0.5 at the collection's pair threshold."""
         name = await collection_of(request)
-        params = Params(request)
-        limit, threshold = params.integer("limit", 0), params.probability("det_prob_threshold")
-        status = params.flag("status")
+        limit, threshold, status = Params(request).faces()
         source, target = await images(request, "source_image", "target_image")
 
         def compare(c: Collection) -> dict[str, Any]:
-            started = time.perf_counter()
-            sources = c.embed(source).faces
-            [first] = kept(sources, threshold, 1)
-            face = sources[first]
-            targets = c.embed(target).faces
-            seconds = time.perf_counter() - started
-            chosen = [targets[i] for i in kept(targets, threshold, limit)]
+            [face], source_seconds = found_faces(c, source, threshold, 1)
+            chosen, target_seconds = found_faces(c, target, threshold, limit)
+            seconds = source_seconds + target_seconds
             rows = np.stack([t.embedding for t in chosen])
             similar = pair_similarities(c, face.embedding, rows)
             matches = [

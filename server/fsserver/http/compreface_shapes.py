@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -70,6 +71,14 @@ class Params:
             raise incorrect(f"{name} must be a number between 0.0 and 1.0, not {raw[:40]!r}")
         return value
 
+    def faces(self) -> tuple[int, float | None, bool]:
+        """The options every face route takes: `limit`, `det_prob_threshold`, `status`."""
+        return (
+            self.integer("limit", 0),
+            self.probability("det_prob_threshold"),
+            self.flag("status"),
+        )
+
     def flag(self, name: str) -> bool:
         raw = self._query.get(name, "").strip().lower()
         if raw not in TRUE + FALSE:
@@ -121,6 +130,17 @@ def kept(faces: list[Face], det_prob_threshold: float | None, limit: int) -> lis
     if not chosen:
         raise no_face()
     return chosen
+
+
+def found_faces(
+    collection: Collection, image: bytes, det_prob_threshold: float | None, limit: int
+) -> tuple[list[Face], float]:
+    """The image's faces the caller keeps (kept), largest first, and the seconds taken to
+    find and embed them."""
+    started = time.perf_counter()
+    faces = collection.embed(image).faces
+    seconds = time.perf_counter() - started
+    return [faces[i] for i in kept(faces, det_prob_threshold, limit)], seconds
 
 
 def subjects(identification: Identification, count: int) -> list[dict[str, object]]:

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from fsclient.types import AddItem, CollectionSpec, VectorRows
@@ -21,18 +20,6 @@ from fsserver.http import docs
 from fsserver.http.answers import JSONAnswer
 from fsserver.http.bodies import Body, as_vector, invalid, read_body
 from fsserver.http.calls import on_collection
-
-
-class NewCollection(BaseModel):
-    """CreateCollection: a face `model` or a raw `dim` (exactly one); the rest default."""
-
-    name: str
-    model: str = ""
-    dim: int = 0
-    space: str = ""
-    storage: str = ""
-    m: int = 0
-    ef_construction: int = 0
 
 
 def search_target(body: Body) -> dict[str, Any]:
@@ -47,9 +34,15 @@ def search_target(body: Body) -> dict[str, Any]:
     return {"id": body.integer("id")}
 
 
-def _k(body: Body) -> int:
-    """Absent or 0 (as proto3 sends "unset"): the collection's default, as over gRPC."""
-    return body.integer("k", 0) or 0
+def _search_options(body: Body) -> dict[str, Any]:
+    """What Query and QueryBatch share. k absent or 0 (proto3's "unset"): the collection's
+    default, as over gRPC."""
+    return {
+        "k": body.integer("k", 0) or 0,
+        "ef": body.integer("ef", None),
+        "exact": body.flag("exact"),
+        "vector_model": body.text("vector_model"),
+    }
 
 
 def _add_items(body: Body) -> list[AddItem]:
@@ -121,8 +114,9 @@ def router(catalog: Catalog) -> APIRouter:
         return JSONAnswer({"collections": await run_in_threadpool(catalog.list)})
 
     @api.post("/collections", tags=["collections"], status_code=201)
-    async def create_collection(spec: NewCollection) -> Any:
-        info = await run_in_threadpool(catalog.create, CollectionSpec(**spec.model_dump()))
+    async def create_collection(spec: CollectionSpec) -> Any:
+        # FastAPI validates the JSON body into the domain dataclass itself.
+        info = await run_in_threadpool(catalog.create, spec)
         return JSONAnswer(info, status_code=201)
 
     @api.get("/collections/{collection}", tags=["collections"])
@@ -188,14 +182,11 @@ def router(catalog: Catalog) -> APIRouter:
     )
     async def query(collection: str, request: Request) -> Any:
         body = await read_body(request)
-        target = search_target(body)
-        k, ef, exact = _k(body), body.integer("ef", None), body.flag("exact")
-        threshold, model = body.number("threshold"), body.text("vector_model")
+        target, options = search_target(body), _search_options(body)
+        threshold = body.number("threshold")
 
         def search(c: Collection) -> Any:
-            return c.query(
-                **target, k=k, ef=ef, exact=exact, vector_model=model, threshold=threshold
-            )
+            return c.query(**target, **options, threshold=threshold)
 
         return JSONAnswer(await on_collection(catalog, collection, search))
 
@@ -221,13 +212,10 @@ def router(catalog: Catalog) -> APIRouter:
             matrix = np.stack([as_vector(row, "vectors[]") for row in rows])
         except ValueError:
             raise invalid("vectors must all have the same length") from None
-        k, ef, exact = _k(body), body.integer("ef", None), body.flag("exact")
-        with_metadata, model = body.flag("with_metadata"), body.text("vector_model")
+        options, with_metadata = _search_options(body), body.flag("with_metadata")
 
         def search(c: Collection) -> Any:
-            return c.query_batch(
-                matrix, k=k, ef=ef, exact=exact, with_metadata=with_metadata, vector_model=model
-            )
+            return c.query_batch(matrix, **options, with_metadata=with_metadata)
 
         return JSONAnswer(await on_collection(catalog, collection, search))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import ssl
 import threading
@@ -58,7 +59,6 @@ class HttpServer:
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
-                timeout_graceful_shutdown=max(1, int(config.shutdown_grace)),
                 limit_concurrency=config.max_concurrent_rpcs * 4,
                 ssl_certfile=str(config.tls_cert) if tls else None,
                 ssl_keyfile=str(config.tls_key) if tls else None,
@@ -96,9 +96,13 @@ class HttpServer:
 
     def stop(self, grace: float) -> None:
         """Stop accepting; requests in flight get `grace` seconds (uvicorn's shutdown)."""
+        # uvicorn reads its grace when shutdown begins: the caller's, as gRPC's drain uses
+        # (None: wait as long as it takes, e.g. --shutdown-grace inf).
+        forever = not grace < threading.TIMEOUT_MAX - 5.0
+        self._uvicorn.config.timeout_graceful_shutdown = None if forever else math.ceil(grace)
         self.readiness.stopping = True
         self._uvicorn.should_exit = True
-        self._thread.join(grace + 5.0)
+        self._thread.join(None if forever else grace + 5.0)
         if self._thread.is_alive():
             self._uvicorn.force_exit = True
             self._thread.join(5.0)

@@ -6,6 +6,8 @@ logged change must always replay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from fsclient.types import FloatArray
@@ -46,29 +48,12 @@ def validate_matrix(contract: EmbeddingContract, matrix: FloatArray) -> FloatArr
 
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         squared_norms = np.einsum("ij,ij->i", matrix, matrix)  # in float32, as Voyager
-    # One check on the norms catches NaN, Inf and overflow alike (the query hot path);
-    # only a failure looks closer, to say which it was.
-    odd = (squared_norms > ODD_ABOVE) | (squared_norms < ODD_BELOW)  # NaN: False
-    if odd.any() or not np.isfinite(squared_norms).all():
-        # Rarely taken: only vectors that are wrong or very odd get here.
-        for position in np.flatnonzero(odd | ~np.isfinite(squared_norms)):
-            if byte_swapped(matrix[position]):
-                raise refuse(
-                    np.arange(len(matrix)) == position,
-                    "vector looks byte-swapped: its floats read as ordinary numbers in "
-                    "the other byte order; send little-endian float32",
-                )
-    if not np.isfinite(squared_norms).all():
-        finite = np.asarray(np.isfinite(matrix).all(axis=1))
-        if not finite.all():
-            raise refuse(~finite, "vector contains NaN or Inf")
-        raise refuse(
-            ~np.isfinite(squared_norms),
-            "vector is too large: its squared length overflows float32, so no distance "
-            "to it could be computed",
-        )
-    zero = np.asarray(squared_norms == 0.0)
-    if contract.space == "cosine" and zero.any():
+    # One check on the norms catches NaN, Inf, overflow and the byte-swapped alike (the
+    # query hot path: one range test); only rows outside the range are looked at closer.
+    ordinary = (squared_norms >= ODD_BELOW) & (squared_norms <= ODD_ABOVE)  # NaN: False
+    if not ordinary.all():
+        _refuse_the_broken(matrix, squared_norms, ~ordinary, refuse)
+    if contract.space == "cosine" and (zero := np.asarray(squared_norms == 0.0)).any():
         raise refuse(
             zero,
             "a zero (or vanishingly small) vector has no direction in cosine space",
@@ -84,6 +69,32 @@ def validate_matrix(contract: EmbeddingContract, matrix: FloatArray) -> FloatArr
                 f"index stores E4M3 floats, which hold at most ±{E4M3_MAX:g}",
             )
     return matrix
+
+
+def _refuse_the_broken(
+    matrix: FloatArray,
+    squared_norms: FloatArray,
+    odd: np.ndarray,
+    refuse: Callable[[np.ndarray, str], InvalidArgument],
+) -> None:
+    """Raise for a row that is byte-swapped, holds NaN or Inf, or overflows; rows that are
+    merely tiny or huge (a zero vector, say) pass, as Voyager takes them."""
+    for position in np.flatnonzero(odd):
+        if byte_swapped(matrix[position]):
+            raise refuse(
+                np.arange(len(matrix)) == position,
+                "vector looks byte-swapped: its floats read as ordinary numbers in "
+                "the other byte order; send little-endian float32",
+            )
+    finite = np.asarray(np.isfinite(matrix).all(axis=1))
+    if not finite.all():
+        raise refuse(~finite, "vector contains NaN or Inf")
+    if not np.isfinite(squared_norms).all():
+        raise refuse(
+            ~np.isfinite(squared_norms),
+            "vector is too large: its squared length overflows float32, so no distance "
+            "to it could be computed",
+        )
 
 
 def byte_swapped(row: FloatArray) -> bool:
